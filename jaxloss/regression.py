@@ -1,0 +1,378 @@
+r"""Regression losses: per-element losses of a prediction against a target.
+
+Every function here takes ``pred`` and ``target`` of the same shape (no implicit
+broadcasting), returns the per-element loss for ``reduction="none"``, and
+accepts ``weights`` and ``where`` broadcastable to that shape. Residuals are
+``r = pred - target``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._core import NONNEGATIVE, POSITIVE, UNIT, Interval, abs0, check_broadcastable, loss
+
+__all__ = [
+    "gaussian_nll_loss", "GaussianNLLLoss",
+    "huber_loss", "HuberLoss",
+    "log_cosh_loss", "LogCoshLoss",
+    "mae_loss", "MAELoss",
+    "mape_loss", "MAPELoss",
+    "mse_loss", "MSELoss",
+    "msle_loss", "MSLELoss",
+    "poisson_nll_loss", "PoissonNLLLoss",
+    "quantile_loss", "QuantileLoss",
+    "smooth_l1_loss", "SmoothL1Loss",
+]
+
+
+def _pair(rng: np.random.Generator, n: int = 24, scale: float = 2.0) -> tuple:
+    pred = rng.normal(size=(4, n // 4)).astype(np.float32) * scale
+    target = rng.normal(size=(4, n // 4)).astype(np.float32) * scale
+    return pred, target
+
+
+def _positive_pair(rng: np.random.Generator) -> tuple:
+    pred = rng.uniform(0.1, 3.0, size=(4, 6)).astype(np.float32)
+    target = rng.uniform(0.1, 3.0, size=(4, 6)).astype(np.float32)
+    return pred, target
+
+
+@loss(family="regression", sample=_pair, sweep=None, optax="squared_error")
+def mse_loss(pred, target):
+    r"""Mean squared error.
+
+    .. math:: \ell_i = (p_i - t_i)^2
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``/``None``.
+      weights: optional weights broadcastable to ``pred.shape``.
+      where: optional boolean mask broadcastable to ``pred.shape``.
+
+    Returns:
+      The reduced loss (float32 for bf16/f16/f32 inputs); with
+      ``reduction="none"`` the per-element losses, shaped like ``pred``.
+
+    Unlike ``optax.squared_error`` there is no factor 1/2 (as PyTorch's ``MSELoss``
+    and Keras' ``MeanSquaredError``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> round(float(jaxloss.mse_loss(jnp.array([2.3, 1.2, 3.0, 0.8, 3.9]),
+      ...                              jnp.array([2.5, 1.0, 3.2, 0.5, 4.1]))), 6)
+      0.05
+    """
+    r = pred - target
+    return r * r
+
+
+@loss(family="regression", sample=_pair, grad_order=1, optax="l1")
+def mae_loss(pred, target):
+    r"""Mean absolute error (L1 loss).
+
+    .. math:: \ell_i = |p_i - t_i|
+
+    The gradient at a zero residual is 0 (the subgradient jaxloss uses
+    everywhere), not ``sign(0) = 1``.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.mae_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 4.0])))
+      1.5
+    """
+    return abs0(pred - target)
+
+
+@loss(family="regression", checks={"delta": POSITIVE}, sample=_pair,
+      sweep=("delta", (0.5, 1.0, 2.0, 3.0)), grad_order=1, optax="huber_loss")
+def huber_loss(pred, target, *, delta=1.0):
+    r"""Huber loss: quadratic for small residuals, linear for large ones.
+
+    .. math::
+       \ell_i = \begin{cases}
+         \tfrac12 r_i^2 & |r_i| \le \delta \\
+         \delta\,(|r_i| - \tfrac12\delta) & \text{otherwise}
+       \end{cases}, \qquad r_i = p_i - t_i
+
+    Its gradient is :math:`\mathrm{clip}(r_i, -\delta, \delta)`. Equals PyTorch's
+    ``HuberLoss`` and ``optax.losses.huber_loss``; ``smooth_l1_loss(beta)`` is
+    ``huber_loss(delta=beta) / beta``; as :math:`\delta \to \infty` it tends to
+    ``0.5 * mse_loss``.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      delta: the threshold, ``delta > 0`` (traced: a sweep does not recompile).
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.huber_loss(jnp.array([[1.5, 2.0, 3.5, 4.0]]),
+      ...                          jnp.array([[1.0, 2.5, 3.0, 5.0]])))
+      0.21875
+    """
+    r = pred - target
+    a = jnp.abs(r)
+    return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+
+
+@loss(family="regression", checks={"beta": NONNEGATIVE}, sample=_pair,
+      sweep=("beta", (0.25, 0.5, 1.0, 2.0)), grad_order=1)
+def smooth_l1_loss(pred, target, *, beta=1.0):
+    r"""Smooth L1 loss (PyTorch's ``SmoothL1Loss``).
+
+    .. math::
+       \ell_i = \begin{cases}
+         \tfrac{1}{2\beta} r_i^2 & |r_i| < \beta \\
+         |r_i| - \tfrac12\beta & \text{otherwise}
+       \end{cases}
+
+    ``beta = 0`` is exactly the L1 loss (``mae_loss``), with finite gradients;
+    for ``beta > 0`` it equals ``huber_loss(delta=beta) / beta``.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      beta: the threshold, ``beta >= 0``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.smooth_l1_loss(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0))
+      1.3125
+    """
+    r = pred - target
+    a = abs0(r)
+    quadratic = a < beta
+    safe_beta = jnp.where(quadratic, beta, 1.0)
+    return jnp.where(quadratic, 0.5 * r * r / safe_beta, a - 0.5 * beta)
+
+
+@loss(family="regression", sample=_pair, optax="log_cosh")
+def log_cosh_loss(pred, target):
+    r"""Log-cosh loss.
+
+    .. math:: \ell_i = \log\cosh(r_i) = |r_i| + \operatorname{log1p}(e^{-2|r_i|}) - \log 2
+
+    Computed in the form on the right, so it is exact near 0 and finite for
+    residuals of 1e4, 1e30 and beyond (where ``cosh`` overflows). The gradient is
+    :math:`\tanh(r_i)`.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> round(float(jaxloss.log_cosh_loss(jnp.array([1e4]), jnp.array([0.0]))), 2)
+      9999.31
+    """
+    r = pred - target
+    a = jnp.abs(r)
+    return a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0)
+
+
+@loss(family="regression", checks={"quantile": UNIT}, sample=_pair,
+      sweep=("quantile", (0.1, 0.25, 0.5, 0.9)), grad_order=1)
+def quantile_loss(pred, target, *, quantile=0.5):
+    r"""Quantile (pinball) loss for the ``quantile``-th conditional quantile.
+
+    .. math:: \ell_i = \max\bigl(q\,(t_i - p_i),\ (q - 1)\,(t_i - p_i)\bigr)
+
+    Under-prediction costs ``q`` per unit and over-prediction ``1 - q``;
+    ``quantile=0.5`` is half the absolute error. The gradient at a zero residual
+    is 0.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      quantile: ``q`` in ``[0, 1]``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.quantile_loss(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), quantile=0.9))
+      0.5
+    """
+    u = target - pred
+    return jnp.where(u > 0, quantile * u, jnp.where(u < 0, (quantile - 1.0) * u, 0.0 * u))
+
+
+def _poisson_sample(rng: np.random.Generator) -> tuple:
+    pred = rng.normal(size=(4, 6)).astype(np.float32) * 0.5
+    target = rng.poisson(2.0, size=(4, 6)).astype(np.float32)
+    return pred, target
+
+
+@loss(family="regression", static=("log_input", "full"), checks={"eps": POSITIVE},
+      sample=_poisson_sample)
+def poisson_nll_loss(pred, target, *, log_input=True, full=False, eps=1e-8):
+    r"""Negative log-likelihood of a Poisson target (PyTorch's ``PoissonNLLLoss``).
+
+    With ``log_input=True`` the prediction is the log-rate :math:`\log\lambda`:
+
+    .. math:: \ell_i = e^{p_i} - t_i\,p_i
+
+    with ``log_input=False`` it is the rate itself:
+
+    .. math:: \ell_i = p_i - t_i \log(p_i + \varepsilon)
+
+    ``full=True`` adds the Stirling term :math:`t\log t - t + \tfrac12\log(2\pi t)`
+    for :math:`t > 1` (0 otherwise), as PyTorch does; the constant
+    :math:`\log t!` is otherwise dropped.
+
+    Args:
+      pred: log-rates (``log_input=True``) or rates ``>= 0``; any shape.
+      target: counts (floating point, ``>= 0``), the same shape as ``pred``.
+      log_input: static flag, see above.
+      full: static flag, add the Stirling approximation term.
+      eps: ``> 0``, added inside the log when ``log_input=False``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.poisson_nll_loss(jnp.array([0.0]), jnp.array([2.0])))
+      1.0
+    """
+    if log_input:
+        out = jnp.exp(pred) - target * pred
+    else:
+        out = pred - target * jnp.log(pred + eps)
+    if full:
+        big = target > 1
+        t = jnp.where(big, target, 1.0)
+        stirling = t * jnp.log(t) - t + 0.5 * jnp.log(2.0 * math.pi * t)
+        out = out + jnp.where(big, stirling, 0.0)
+    return out
+
+
+def _gaussian_sample(rng: np.random.Generator) -> tuple:
+    pred, target = _pair(rng)
+    var = rng.uniform(0.5, 2.0, size=pred.shape).astype(np.float32)
+    return pred, target, var
+
+
+def _gaussian_validate(name, pred, target, var, **_):
+    check_broadcastable(name, "var", var.shape, pred.shape)
+
+
+@loss(family="regression", static=("full",), checks={"eps": POSITIVE},
+      same_shape=("pred", "target"), validate=_gaussian_validate,
+      sample=_gaussian_sample, differentiable=(0, 2))
+def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
+    r"""Negative log-likelihood of a Gaussian target (PyTorch's ``GaussianNLLLoss``).
+
+    .. math:: \ell_i = \tfrac12\Bigl(\log v_i + \frac{(p_i - t_i)^2}{v_i}\Bigr)
+              \;[+\ \tfrac12 \log 2\pi \text{ if full}],
+              \qquad v_i = \max(\mathrm{var}_i, \varepsilon)
+
+    The variance is clamped from below at ``eps`` for stability (as PyTorch); where
+    it is clamped its gradient is 0.
+
+    Args:
+      pred: predicted means, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      var: predicted variances, ``>= 0``; the same shape as ``pred`` or
+        broadcastable to it (e.g. a trailing 1 for one variance per row, or a
+        scalar for a homoscedastic model) -- this is the one documented broadcast.
+      full: static flag, add the constant :math:`\tfrac12\log 2\pi`.
+      eps: ``> 0``, the variance floor.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses, shaped
+      like ``pred``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.gaussian_nll_loss(jnp.array([1.0]), jnp.array([3.0]), jnp.array([1.0])))
+      2.0
+    """
+    v = jnp.maximum(var, eps)
+    r = pred - target
+    out = 0.5 * (jnp.log(v) + r * r / v)
+    if full:
+        out = out + 0.5 * math.log(2.0 * math.pi)
+    return out
+
+
+@loss(family="regression", sample=_positive_pair)
+def msle_loss(pred, target):
+    r"""Mean squared logarithmic error (Keras' ``MeanSquaredLogarithmicError``).
+
+    .. math:: \ell_i = \bigl(\log(1 + \max(p_i, 0)) - \log(1 + \max(t_i, 0))\bigr)^2
+
+    Inputs are clamped at 0 from below, as Keras does, so negative predictions
+    give a finite loss (and a zero gradient while negative) rather than NaN.
+
+    Args:
+      pred: predictions, any shape, floating point (meaningful for ``>= 0``).
+      target: targets ``>= 0``, the same shape as ``pred``.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss, math
+      >>> round(float(jaxloss.msle_loss(jnp.array([math.e - 1]), jnp.array([0.0]))), 6)
+      1.0
+    """
+    d = jnp.log1p(jnp.maximum(pred, 0.0)) - jnp.log1p(jnp.maximum(target, 0.0))
+    return d * d
+
+
+@loss(family="regression", checks={"eps": POSITIVE}, sample=_positive_pair, grad_order=1)
+def mape_loss(pred, target, *, eps=1e-7):
+    r"""Mean absolute percentage error (Keras' ``MeanAbsolutePercentageError``).
+
+    .. math:: \ell_i = 100 \cdot \frac{|p_i - t_i|}{\max(|t_i|, \varepsilon)}
+
+    In percent, as Keras. The denominator is floored at ``eps`` so a zero
+    target gives a large finite loss rather than inf.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      eps: ``> 0``, the denominator floor.
+      reduction, weights, where: as for every jaxloss loss.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.mape_loss(jnp.array([110.0, 90.0]), jnp.array([100.0, 100.0])))
+      10.0
+    """
+    return 100.0 * abs0(pred - target) / jnp.maximum(jnp.abs(target), eps)
