@@ -59,8 +59,8 @@ def mse_loss(pred, target):
       The reduced loss (float32 for bf16/f16/f32 inputs); with
       ``reduction="none"`` the per-element losses, shaped like ``pred``.
 
-    Unlike ``optax.squared_error`` there is no factor 1/2 (as PyTorch's ``MSELoss``
-    and Keras' ``MeanSquaredError``).
+    The same as PyTorch's ``MSELoss``, Keras' ``MeanSquaredError`` and
+    ``optax.losses.squared_error`` (twice ``optax.losses.l2_loss``, which has a 1/2).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -168,14 +168,20 @@ def smooth_l1_loss(pred, target, *, beta=1.0):
     return jnp.where(quadratic, 0.5 * r * r / safe_beta, a - 0.5 * beta)
 
 
+_LOG_COSH_SWITCH = 10.0
+
+
 @loss(family="regression", sample=_pair, optax="log_cosh")
 def log_cosh_loss(pred, target):
     r"""Log-cosh loss.
 
-    .. math:: \ell_i = \log\cosh(r_i) = |r_i| + \operatorname{log1p}(e^{-2|r_i|}) - \log 2
+    .. math:: \ell_i = \log\cosh(r_i)
+              = \operatorname{log1p}\bigl(2\sinh^2(r_i/2)\bigr)
+              = |r_i| + \operatorname{log1p}(e^{-2|r_i|}) - \log 2
 
-    Computed in the form on the right, so it is exact near 0 and finite for
-    residuals of 1e4, 1e30 and beyond (where ``cosh`` overflows). The gradient is
+    The middle form is used for :math:`|r_i| < 10` (accurate to the last bit near
+    0, where the others cancel) and the right one beyond (finite for residuals of
+    1e4, 1e30 and more, where ``cosh`` overflows). The gradient is
     :math:`\tanh(r_i)`.
 
     Args:
@@ -191,9 +197,10 @@ def log_cosh_loss(pred, target):
       >>> round(float(jaxloss.log_cosh_loss(jnp.array([1e4]), jnp.array([0.0]))), 2)
       9999.31
     """
-    r = pred - target
-    a = jnp.abs(r)
-    return a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0)
+    a = jnp.abs(pred - target)
+    small = a < _LOG_COSH_SWITCH
+    h = jnp.sinh(0.5 * jnp.where(small, a, 0.0))
+    return jnp.where(small, jnp.log1p(2.0 * h * h), a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0))
 
 
 @loss(family="regression", checks={"quantile": UNIT}, sample=_pair,

@@ -1,0 +1,319 @@
+"""Regression losses against NumPy float64 closed forms, worked examples, edges and properties."""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+import jaxloss
+from _reference import assert_close, reduce_ref
+
+# ---- closed forms, float64 ----------------------------------------------------
+
+
+def np_huber(p, t, delta=1.0):
+    r = p - t
+    a = np.abs(r)
+    return np.where(a <= delta, 0.5 * r**2, delta * a - 0.5 * delta**2)
+
+
+def np_smooth_l1(p, t, beta=1.0):
+    a = np.abs(p - t)
+    if beta == 0:
+        return a
+    return np.where(a < beta, 0.5 * a**2 / beta, a - 0.5 * beta)
+
+
+def np_poisson(p, t, log_input=True, full=False, eps=1e-8):
+    out = np.exp(p) - t * p if log_input else p - t * np.log(p + eps)
+    if full:
+        tt = np.where(t > 1, t, 1.0)
+        out = out + np.where(t > 1, tt * np.log(tt) - tt + 0.5 * np.log(2 * np.pi * tt), 0.0)
+    return out
+
+
+def np_gaussian(p, t, var, full=False, eps=1e-6):
+    v = np.maximum(var, eps)
+    out = 0.5 * (np.log(v) + (p - t) ** 2 / v)
+    return out + (0.5 * np.log(2 * np.pi) if full else 0.0)
+
+
+CASES = {
+    "mse_loss": ({}, lambda p, t: (p - t) ** 2),
+    "mae_loss": ({}, lambda p, t: np.abs(p - t)),
+    "huber_loss": ({"delta": 0.7}, lambda p, t: np_huber(p, t, 0.7)),
+    "smooth_l1_loss": ({"beta": 0.5}, lambda p, t: np_smooth_l1(p, t, 0.5)),
+    "log_cosh_loss": ({}, lambda p, t: np.log(np.cosh(p - t))),
+    "quantile_loss": ({"quantile": 0.8}, lambda p, t: np.maximum(0.8 * (t - p), -0.2 * (t - p))),
+    "poisson_nll_loss": ({}, lambda p, t: np_poisson(p, t)),
+    "msle_loss": ({}, lambda p, t: (np.log1p(np.maximum(p, 0)) - np.log1p(np.maximum(t, 0))) ** 2),
+    "mape_loss": ({}, lambda p, t: 100 * np.abs(p - t) / np.maximum(np.abs(t), 1e-7)),
+}
+
+
+def _data(name, seed=0, shape=(5, 7)):
+    rng = np.random.default_rng(seed)
+    if name in ("msle_loss", "mape_loss"):
+        return rng.uniform(0.1, 3, shape), rng.uniform(0.1, 3, shape)
+    if name == "poisson_nll_loss":
+        return rng.normal(size=shape), rng.poisson(2.0, shape).astype(float)
+    return rng.normal(size=shape) * 2, rng.normal(size=shape) * 2
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("variant", ["plain", "weights", "where", "both"])
+def test_against_closed_form(name, reduction, variant):
+    hp, ref = CASES[name]
+    p, t = _data(name)
+    rng = np.random.default_rng(1)
+    weights = rng.uniform(0, 2, size=(1, 7)) if variant in ("weights", "both") else None
+    where = rng.uniform(size=(5, 7)) < 0.6 if variant in ("where", "both") else None
+    fn = getattr(jaxloss, name)
+    out = fn(
+        jnp.asarray(p, jnp.float32), jnp.asarray(t, jnp.float32), **hp, reduction=reduction,
+        weights=None if weights is None else jnp.asarray(weights, jnp.float32),
+        where=None if where is None else jnp.asarray(where),
+    )
+    expected = reduce_ref(ref(p.astype(np.float32).astype(np.float64), t.astype(np.float32).astype(np.float64)),
+                          reduction, weights, where)
+    assert_close(out, expected, rtol=2e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("opts", [{}, {"full": True}, {"log_input": False}, {"log_input": False, "full": True}])
+def test_poisson_options(opts):
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.1, 3, (6,)) if opts.get("log_input") is False else rng.normal(size=(6,))
+    t = np.array([0.0, 1.0, 2.0, 3.0, 5.0, 9.0])
+    out = jaxloss.poisson_nll_loss(jnp.asarray(p, jnp.float32), jnp.asarray(t, jnp.float32), reduction="none", **opts)
+    assert_close(out, np_poisson(p.astype(np.float32).astype(float), t, **opts), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("full", [False, True])
+@pytest.mark.parametrize("var_shape", [(4, 5), (4, 1), ()])
+def test_gaussian_nll(full, var_shape):
+    rng = np.random.default_rng(4)
+    p, t = rng.normal(size=(4, 5)), rng.normal(size=(4, 5))
+    var = rng.uniform(0.2, 2.0, size=var_shape)
+    var32 = np.asarray(var, np.float32)
+    out = jaxloss.gaussian_nll_loss(jnp.float32(p), jnp.float32(t), jnp.asarray(var32), full=full, reduction="none")
+    expected = np_gaussian(np.float32(p).astype(float), np.float32(t).astype(float), var32.astype(float), full=full)
+    assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="gaussian_nll_loss"):
+        jaxloss.gaussian_nll_loss(jnp.zeros((4, 5)), jnp.zeros((4, 5)), jnp.ones((5, 4)))
+
+
+# ---- worked examples of design section 6 ----------------------------------------
+
+
+def test_huber_worked_examples():
+    p = jnp.array([[1.5, 2.0, 3.5, 4.0]])
+    t = jnp.array([[1.0, 2.5, 3.0, 5.0]])
+    value, grad = jax.value_and_grad(jaxloss.huber_loss)(p, t)
+    assert_close(value, 0.21875)
+    assert_close(grad, [[0.125, -0.125, 0.125, -0.25]])
+    p2 = jnp.array([[2.0, 1.0, 3.0, 4.0]])
+    t2 = jnp.array([[1.0, 2.0, 2.0, 5.0]])
+    value, grad = jax.value_and_grad(lambda x: jaxloss.HuberLoss(reduction="sum", delta=1.0)(x, t2))(p2)
+    assert_close(value, 2.0)
+    assert_close(grad, [[1.0, -1.0, 1.0, -1.0]])
+
+
+def test_mse_mae_huber_worked_examples():
+    t = jnp.array([2.5, 1.0, 3.2, 0.5, 4.1])
+    p = jnp.array([2.3, 1.2, 3.0, 0.8, 3.9])
+    assert_close(jaxloss.mse_loss(p, t), 0.05, rtol=1e-5)
+    t = jnp.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    p = jnp.array([1.1, 2.2, 2.9, 4.1, 15.0])
+    assert_close(jaxloss.mse_loss(p, t), 20.014, rtol=1e-5)
+    assert_close(jaxloss.mae_loss(p, t), 2.1, rtol=1e-5)
+    assert_close(jaxloss.huber_loss(p, t), 1.907, rtol=1e-5)
+
+
+# ---- edges ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(CASES) + ["gaussian_nll_loss"])
+def test_zero_residual_subgradient_is_zero(name):
+    x = jnp.array([0.5, 1.0, 2.0])
+    extra = (jnp.ones(3),) if name == "gaussian_nll_loss" else ()
+    fn = getattr(jaxloss, name)
+    if name == "poisson_nll_loss":
+        return  # no residual: its minimum is at exp(pred) = target, checked below
+    g = jax.grad(lambda p: fn(p, x, *extra))(x)
+    assert np.all(np.asarray(g) == 0.0), g
+
+
+def test_poisson_gradient_zero_at_optimum():
+    t = jnp.array([0.5, 1.0, 2.0])
+    g = jax.grad(lambda p: jaxloss.poisson_nll_loss(p, t))(jnp.log(t))
+    assert_close(g, 0.0, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["mse_loss", "mae_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss", "quantile_loss"])
+def test_huge_residuals_finite(name):
+    p = jnp.array([1e30, -1e30, 1e4, -1e4], jnp.float32)
+    t = jnp.zeros(4)
+    fn = getattr(jaxloss, name)
+    value, g = jax.value_and_grad(lambda x: fn(x, t, reduction="sum"))(p)
+    assert np.all(np.isfinite(np.asarray(g)))
+    if name != "mse_loss":  # (1e30)^2 overflows float32 by definition
+        assert np.isfinite(float(value))
+
+
+def test_log_cosh_large_and_small():
+    r = np.array([1e-4, 0.5, 30.0, 1e4, 1e30])
+    out = jaxloss.log_cosh_loss(jnp.asarray(r, jnp.float32), jnp.zeros(5), reduction="none")
+    expected = np.abs(r) + np.log1p(np.exp(-2 * np.abs(r))) - np.log(2)
+    assert_close(out, expected, rtol=1e-5, atol=1e-12)
+    g = jax.grad(lambda x: jaxloss.log_cosh_loss(x, jnp.zeros(5), reduction="sum"))(jnp.asarray(r, jnp.float32))
+    assert_close(g, np.tanh(r), rtol=1e-5)
+
+
+def test_smooth_l1_beta_zero_is_l1():
+    rng = np.random.default_rng(5)
+    p, t = jnp.asarray(rng.normal(size=20), jnp.float32), jnp.asarray(rng.normal(size=20), jnp.float32)
+    assert_close(jaxloss.smooth_l1_loss(p, t, beta=0.0), jaxloss.mae_loss(p, t))
+    g = jax.grad(lambda x: jaxloss.smooth_l1_loss(x, t, beta=0.0))(p)
+    assert_close(g, np.sign(np.asarray(p) - np.asarray(t)) / 20)
+
+
+def test_nan_in_masked_entry():
+    p = jnp.array([1.0, jnp.nan, 3.0, jnp.inf])
+    t = jnp.array([0.0, 0.0, jnp.nan, 1.0])
+    mask = jnp.array([True, False, False, False])
+    for name in sorted(CASES):
+        fn = getattr(jaxloss, name)
+        value, g = jax.value_and_grad(lambda x: fn(x, t, where=mask))(p)
+        assert np.isfinite(float(value)), name
+        assert np.all(np.isfinite(np.asarray(g))), name
+        assert np.all(np.asarray(g)[1:] == 0), name
+
+
+def test_zero_weights_give_zero_not_nan():
+    p, t = jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])
+    assert float(jaxloss.mse_loss(p, t, weights=jnp.zeros(2))) == 0.0
+    g = jax.grad(lambda x: jaxloss.mse_loss(x, t, weights=jnp.zeros(2)))(p)
+    assert np.all(np.asarray(g) == 0)
+
+
+# ---- errors (design section 3) -----------------------------------------------------------
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"mse_loss.*\(4, 1\).*\(4,\)"):
+        jaxloss.mse_loss(jnp.zeros((4, 1)), jnp.zeros(4))
+    with pytest.raises(ValueError, match="reduction"):
+        jaxloss.mae_loss(jnp.zeros(3), jnp.zeros(3), reduction="average")
+    with pytest.raises(TypeError, match="huber_loss"):
+        jaxloss.huber_loss(jnp.zeros(3, jnp.int32), jnp.zeros(3))
+    with pytest.raises(TypeError, match="huber_loss"):
+        jaxloss.huber_loss(jnp.zeros(3, bool), jnp.zeros(3))
+    for kwargs in ({"delta": 0.0}, {"delta": -1.0}):
+        with pytest.raises(ValueError, match=r"huber_loss: delta must lie in \(0, inf\)"):
+            jaxloss.huber_loss(jnp.zeros(3), jnp.zeros(3), **kwargs)
+    with pytest.raises(ValueError, match="huber_loss: delta"):
+        jaxloss.HuberLoss(delta=-2.0)
+    with pytest.raises(ValueError, match="smooth_l1_loss: beta"):
+        jaxloss.smooth_l1_loss(jnp.zeros(3), jnp.zeros(3), beta=-0.1)
+    for q in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="quantile_loss: quantile"):
+            jaxloss.quantile_loss(jnp.zeros(3), jnp.zeros(3), quantile=q)
+    with pytest.raises(ValueError, match="weights"):
+        jaxloss.mse_loss(jnp.zeros((4, 3)), jnp.zeros((4, 3)), weights=jnp.ones(4))
+    with pytest.raises(TypeError, match="where"):
+        jaxloss.mse_loss(jnp.zeros(3), jnp.zeros(3), where=jnp.ones(3))
+    with pytest.raises(TypeError, match="unexpected"):
+        jaxloss.mse_loss(jnp.zeros(3), jnp.zeros(3), delta=1.0)
+    # Traced hyper-parameters are not checked (no error under jit).
+    jax.jit(lambda d: jaxloss.huber_loss(jnp.zeros(3), jnp.zeros(3), delta=d))(-1.0)
+
+
+# ---- properties (hypothesis) ----------------------------------------------------------------
+
+finite = st.floats(-50, 50, allow_nan=False, width=32)
+vec = arrays(np.float32, st.integers(1, 12), elements=finite)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_reductions_consistent(data):
+    p = data.draw(vec)
+    t = data.draw(arrays(np.float32, p.shape, elements=finite))
+    m = data.draw(arrays(np.bool_, p.shape))
+    name = data.draw(st.sampled_from(["mse_loss", "mae_loss", "huber_loss", "log_cosh_loss", "quantile_loss"]))
+    fn = getattr(jaxloss, name)
+    none = np.asarray(fn(p, t, reduction="none"), np.float64)
+    assert_close(fn(p, t, reduction="sum"), none.sum(), rtol=1e-5, atol=1e-4)
+    assert_close(fn(p, t, reduction="mean"), none.mean(), rtol=1e-5, atol=1e-4)
+    assert_close(fn(p, t, where=m), fn(p[m], t[m]) if m.any() else 0.0, rtol=1e-5, atol=1e-4)
+    assert_close(fn(p, t, where=m, reduction="sum"), fn(p[m], t[m], reduction="sum"), rtol=1e-5, atol=1e-4)
+    assert_close(fn(p, t, weights=np.ones_like(p), reduction="none"), none, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(vec, st.floats(0.05, 20))
+def test_smooth_l1_is_huber_over_beta(p, beta):
+    t = np.zeros_like(p)
+    assert_close(jaxloss.smooth_l1_loss(p, t, beta=beta, reduction="none"),
+                 np.asarray(jaxloss.huber_loss(p, t, delta=beta, reduction="none")) / np.float32(beta),
+                 rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=30, deadline=None)
+@given(arrays(np.float32, st.integers(1, 12), elements=st.floats(-10, 10, width=32)))
+def test_huber_tends_to_half_mse(p):
+    t = np.zeros_like(p)
+    assert_close(jaxloss.huber_loss(p, t, delta=1e3), 0.5 * np.asarray(jaxloss.mse_loss(p, t)), rtol=1e-6, atol=1e-6)
+
+
+# ---- optax interplay ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name,optax_fn",
+    [
+        ("huber_loss", lambda p, t: optax.losses.huber_loss(p, t, delta=1.0)),
+        ("mse_loss", lambda p, t: optax.losses.squared_error(p, t)),
+        ("mse_loss", lambda p, t: 2.0 * optax.losses.l2_loss(p, t)),
+        ("log_cosh_loss", lambda p, t: optax.losses.log_cosh(p, t)),
+    ],
+)
+def test_same_gradient_as_optax(name, optax_fn):
+    rng = np.random.default_rng(7)
+    p, t = jnp.asarray(rng.normal(size=64) * 2, jnp.float32), jnp.asarray(rng.normal(size=64), jnp.float32)
+    ours = jax.grad(lambda x: getattr(jaxloss, name)(x, t))(p)
+    theirs = jax.grad(lambda x: jnp.mean(optax_fn(x, t)))(p)
+    assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_train_step_cuts_regression_loss_1000_fold():
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.normal(size=(256, 3)), jnp.float32)
+    w_true = jnp.array([1.5, -2.0, 0.5])
+    y = x @ w_true + 0.3
+    params = {"w": jnp.zeros(3), "b": jnp.zeros(())}
+    apply_fn = lambda p, x: x @ p["w"] + p["b"]  # noqa: E731
+    opt = optax.adam(0.05)
+    step = jaxloss.make_train_step(apply_fn, jaxloss.MSELoss(), opt)
+    state = opt.init(params)
+    first = None
+    for _ in range(500):
+        params, state, value = step(params, state, x, y)
+        first = float(value) if first is None else first
+    final = float(jaxloss.mse_loss(apply_fn(params, x), y))
+    assert final < first / 1000, (first, final)
+
+
+def test_train_step_rejects_unreduced_loss():
+    step = jaxloss.make_train_step(lambda p, x: x * p, jaxloss.MSELoss(reduction="none"), optax.sgd(0.1))
+    with pytest.raises(ValueError, match="scalar"):
+        step(jnp.ones(()), optax.sgd(0.1).init(jnp.ones(())), jnp.ones(3), jnp.ones(3))
