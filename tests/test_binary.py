@@ -1,0 +1,255 @@
+"""Binary losses against NumPy float64 closed forms, worked examples, edges and properties."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy.special import expit
+
+import jaxloss
+from _reference import assert_close, reduce_ref
+
+
+def np_softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def np_bce_logits(x, t, pos_weight=None, eps=0.0):
+    t = t * (1 - eps) + 0.5 * eps
+    pw = 1.0 if pos_weight is None else pos_weight
+    return pw * t * np_softplus(-x) + (1 - t) * np_softplus(x)
+
+
+def np_bce_probs(p, t):
+    with np.errstate(divide="ignore"):
+        return -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
+
+
+def np_focal(x, t, alpha=0.25, gamma=2.0):
+    one_minus_pt = t * expit(-x) + (1 - t) * expit(x)  # no cancellation for confident logits
+    out = one_minus_pt**gamma * np_bce_logits(x, t)
+    if alpha is not None:
+        out = (alpha * t + (1 - alpha) * (1 - t)) * out
+    return out
+
+
+def np_hinge(s, t, squared=False):
+    y = np.where(t > 0, 1.0, -1.0)
+    m = np.maximum(0.0, 1 - y * s)
+    return m**2 if squared else m
+
+
+def _data(seed=0, shape=(6, 5)):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=shape) * 3
+    t = (rng.uniform(size=shape) < 0.4).astype(float)
+    return x.astype(np.float32).astype(float), t
+
+
+CASES = {
+    "bce_logits": (jaxloss.binary_cross_entropy_with_logits, {}, np_bce_logits),
+    "bce_logits_pw": (jaxloss.binary_cross_entropy_with_logits, {"pos_weight": 3.0},
+                      lambda x, t: np_bce_logits(x, t, 3.0)),
+    "bce_logits_pw_vec": (jaxloss.binary_cross_entropy_with_logits,
+                          {"pos_weight": np.array([1.0, 2.0, 0.5, 4.0, 1.5], np.float32)},
+                          lambda x, t: np_bce_logits(x, t, np.array([1.0, 2.0, 0.5, 4.0, 1.5]))),
+    "bce_logits_ls": (jaxloss.binary_cross_entropy_with_logits, {"label_smoothing": 0.1},
+                      lambda x, t: np_bce_logits(x, t, eps=0.1)),
+    "bce_logits_ls_pw": (jaxloss.binary_cross_entropy_with_logits, {"label_smoothing": 0.2, "pos_weight": 2.0},
+                         lambda x, t: np_bce_logits(x, t, 2.0, eps=0.2)),
+    "bce_probs": (lambda x, t, **k: jaxloss.binary_cross_entropy(jax.nn.sigmoid(x), t, **k), {},
+                  lambda x, t: np_bce_probs(np.asarray(jax.nn.sigmoid(jnp.float32(x)), np.float64), t)),
+    "focal": (jaxloss.sigmoid_focal_loss, {}, np_focal),
+    "focal_a5_g05": (jaxloss.sigmoid_focal_loss, {"alpha": 0.5, "gamma": 0.5},
+                     lambda x, t: np_focal(x, t, 0.5, 0.5)),
+    "focal_none_g3": (jaxloss.sigmoid_focal_loss, {"alpha": None, "gamma": 3.0},
+                      lambda x, t: np_focal(x, t, None, 3.0)),
+    "hinge": (jaxloss.hinge_loss, {}, np_hinge),
+    "squared_hinge": (jaxloss.squared_hinge_loss, {}, lambda s, t: np_hinge(s, t, True)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("variant", ["plain", "weights", "where", "both"])
+def test_against_closed_form(case, reduction, variant):
+    fn, hp, ref = CASES[case]
+    x, t = _data()
+    rng = np.random.default_rng(2)
+    weights = rng.uniform(0, 2, size=(6, 1)) if variant in ("weights", "both") else None
+    where = rng.uniform(size=(6, 5)) < 0.7 if variant in ("where", "both") else None
+    out = fn(jnp.float32(x), jnp.float32(t), **hp, reduction=reduction,
+             weights=None if weights is None else jnp.float32(weights),
+             where=None if where is None else jnp.asarray(where))
+    assert_close(out, reduce_ref(ref(x, t), reduction, weights, where), rtol=2e-5, atol=2e-6)
+
+
+def test_soft_targets():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=20).astype(np.float32)
+    t = rng.uniform(size=20)
+    assert_close(jaxloss.binary_cross_entropy_with_logits(x, np.float32(t), reduction="none"),
+                 np_bce_logits(x.astype(float), np.float32(t).astype(float)), rtol=1e-5, atol=1e-6)
+    assert_close(jaxloss.sigmoid_focal_loss(x, np.float32(t), reduction="none"),
+                 np_focal(x.astype(float), np.float32(t).astype(float)), rtol=1e-4, atol=1e-6)
+
+
+# ---- worked examples ------------------------------------------------------------------
+
+
+def test_bce_with_logits_worked_example():
+    x = jnp.array([2.3, -1.5, 0.8, -0.3, 1.7])
+    t = jnp.array([1.0, 0.0, 1.0, 0.0, 1.0])
+    assert_close(jaxloss.binary_cross_entropy_with_logits(x, t), 0.278040136, rtol=1e-6)
+    g = jax.grad(jaxloss.binary_cross_entropy_with_logits)(x, t)
+    assert_close(g, (1 / (1 + np.exp(-np.asarray(x, np.float64))) - np.asarray(t)) / 5, rtol=1e-5)
+
+
+def test_bce_probs_worked_example():
+    t = jnp.array([0, 0, 0, 0, 0, 0, 0, 0, 1, 1], jnp.float32)
+    p = jnp.array([0.1, 0.2, 0.15, 0.1, 0.05, 0.12, 0.08, 0.11, 0.85, 0.9])
+    assert_close(jaxloss.binary_cross_entropy(p, t), 0.124330505, rtol=1e-6)
+
+
+# ---- edges ------------------------------------------------------------------------------
+
+
+def test_bce_probs_at_zero_and_one():
+    p = jnp.array([0.0, 1.0, 0.0, 1.0])
+    t = jnp.array([1.0, 0.0, 0.0, 1.0])
+    value, g = jax.value_and_grad(lambda q: jaxloss.binary_cross_entropy(q, t, reduction="sum"))(p)
+    assert_close(value, 200.0)  # two entries clamped at -log = 100, two exact zeros
+    g = np.asarray(g)
+    assert np.all(np.isfinite(g))
+    assert g[0] < 0 and g[1] > 0  # still points the right way: up for t=1, down for t=0
+    assert_close(g, [-1e12, 1e12, 0.0, 0.0], rtol=1e-3)  # PyTorch's (p - t) / max(p(1-p), 1e-12)
+    h = jax.hessian(lambda q: jaxloss.binary_cross_entropy(q, t))(jnp.array([0.3, 0.6, 0.2, 0.9]))
+    assert np.all(np.isfinite(np.asarray(h)))
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.25, 0.5, 0.99, 1.0, 2.0])
+def test_focal_extreme_logits_finite_to_second_order(gamma):
+    x = jnp.array([100.0, -100.0, 100.0, -100.0, 1e4, -1e4, 0.0, 30.0])
+    t = jnp.array([1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    f = lambda z: jaxloss.sigmoid_focal_loss(z, t, gamma=gamma, reduction="sum")  # noqa: E731
+    value = f(x)
+    g = jax.grad(f)(x)
+    h = jax.hessian(f)(x)
+    for arr in (value, g, h):
+        assert np.all(np.isfinite(np.asarray(arr))), (gamma, arr)
+    ref = np_focal(np.array([100.0, -100.0, 100.0, -100.0, 30.0]), np.array([1.0, 0, 0, 1, 1]), gamma=gamma)
+    assert_close(jaxloss.sigmoid_focal_loss(jnp.array([100.0, -100.0, 100.0, -100.0, 30.0]),
+                                            jnp.array([1.0, 0, 0, 1, 1]), gamma=gamma, reduction="none"),
+                 ref, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("fn", [jaxloss.binary_cross_entropy_with_logits, jaxloss.hinge_loss,
+                                jaxloss.squared_hinge_loss, jaxloss.sigmoid_focal_loss])
+def test_extreme_logits_finite(fn):
+    x = jnp.array([1e4, -1e4, 88.0, -88.0, 1e30, -1e30])
+    t = jnp.array([1.0, 0.0, 0.0, 1.0, 1.0, 0.0])
+    value, g = jax.value_and_grad(lambda z: fn(z, t))(x)
+    assert np.isfinite(float(value))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_bce_logits_exact_for_large_logits():
+    x = jnp.array([-50.0, 50.0, 1e4])
+    t = jnp.array([1.0, 0.0, 0.0])
+    assert_close(jaxloss.binary_cross_entropy_with_logits(x, t, reduction="none"), [50.0, 50.0, 1e4], rtol=1e-7)
+
+
+def test_nan_in_masked_entry():
+    x = jnp.array([1.0, jnp.nan, 2.0])
+    t = jnp.array([1.0, 1.0, jnp.nan])
+    mask = jnp.array([True, False, False])
+    for fn in (jaxloss.binary_cross_entropy_with_logits, jaxloss.sigmoid_focal_loss, jaxloss.hinge_loss,
+               jaxloss.binary_cross_entropy):
+        xin = jax.nn.sigmoid(x) if fn is jaxloss.binary_cross_entropy else x
+        value, g = jax.value_and_grad(lambda z: fn(z, t, where=mask))(xin)
+        assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(g)))
+
+
+# ---- errors -------------------------------------------------------------------------------
+
+
+def test_errors():
+    with pytest.raises(ValueError, match=r"binary_cross_entropy_with_logits.*\(8, 1\).*\(8,\)"):
+        jaxloss.binary_cross_entropy_with_logits(jnp.zeros((8, 1)), jnp.zeros(8))
+    with pytest.raises(TypeError, match="binary_cross_entropy_with_logits"):
+        jaxloss.binary_cross_entropy_with_logits(jnp.zeros(3, jnp.int32), jnp.zeros(3))
+    for ls in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"label_smoothing must lie in \[0, 1\)"):
+            jaxloss.binary_cross_entropy_with_logits(jnp.zeros(3), jnp.zeros(3), label_smoothing=ls)
+    with pytest.raises(ValueError, match="pos_weight"):
+        jaxloss.binary_cross_entropy_with_logits(jnp.zeros((3, 4)), jnp.zeros((3, 4)), pos_weight=jnp.ones(3))
+    with pytest.raises(ValueError, match="sigmoid_focal_loss: gamma"):
+        jaxloss.sigmoid_focal_loss(jnp.zeros(3), jnp.zeros(3), gamma=-1.0)
+    with pytest.raises(ValueError, match="sigmoid_focal_loss: alpha"):
+        jaxloss.sigmoid_focal_loss(jnp.zeros(3), jnp.zeros(3), alpha=1.5)
+    with pytest.raises(ValueError, match="hinge_loss: targets"):
+        jaxloss.hinge_loss(jnp.zeros(3), jnp.array([0.0, 2.0, 1.0]))
+
+
+# ---- properties -----------------------------------------------------------------------------
+
+logits = arrays(np.float32, st.integers(1, 16), elements=st.floats(-30, 30, width=32))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_focal_gamma0_alpha_none_is_bce(data):
+    x = data.draw(logits)
+    t = data.draw(arrays(np.float32, x.shape, elements=st.sampled_from([0.0, 1.0])))
+    assert_close(jaxloss.sigmoid_focal_loss(x, t, alpha=None, gamma=0.0, reduction="none"),
+                 jaxloss.binary_cross_entropy_with_logits(x, t, reduction="none"), rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_hinge_01_equals_pm1(data):
+    s = data.draw(logits)
+    t01 = data.draw(arrays(np.float32, s.shape, elements=st.sampled_from([0.0, 1.0])))
+    tpm = 2 * t01 - 1
+    for fn in (jaxloss.hinge_loss, jaxloss.squared_hinge_loss):
+        assert_close(fn(s, t01, reduction="none"), fn(s, tpm, reduction="none"), rtol=0, atol=0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_masked_equals_sliced(data):
+    x = data.draw(logits)
+    t = data.draw(arrays(np.float32, x.shape, elements=st.sampled_from([0.0, 1.0])))
+    m = data.draw(arrays(np.bool_, x.shape))
+    for fn in (jaxloss.binary_cross_entropy_with_logits, jaxloss.sigmoid_focal_loss):
+        expected = fn(x[m], t[m]) if m.any() else 0.0
+        assert_close(fn(x, t, where=m), expected, rtol=1e-5, atol=1e-6)
+        none = np.asarray(fn(x, t, reduction="none"), np.float64)
+        assert_close(fn(x, t), none.mean(), rtol=1e-5, atol=1e-6)
+        assert_close(fn(x, t, reduction="sum"), none.sum(), rtol=1e-5, atol=1e-5)
+
+
+# ---- optax interplay -----------------------------------------------------------------------
+
+
+def test_same_value_and_gradient_as_optax():
+    rng = np.random.default_rng(9)
+    x = jnp.asarray(rng.normal(size=128) * 4, jnp.float32)
+    t = jnp.asarray(rng.uniform(size=128) < 0.3, jnp.float32)
+    pairs = [
+        (lambda z: jaxloss.binary_cross_entropy_with_logits(z, t),
+         lambda z: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(z, t))),
+        (lambda z: jaxloss.sigmoid_focal_loss(z, t, alpha=0.25, gamma=2.0),
+         lambda z: jnp.mean(optax.losses.sigmoid_focal_loss(z, t, alpha=0.25, gamma=2.0))),
+        (lambda z: jaxloss.hinge_loss(z, t),
+         lambda z: jnp.mean(optax.losses.hinge_loss(z, 2 * t - 1))),
+    ]
+    for ours, theirs in pairs:
+        assert_close(ours(x), theirs(x), rtol=1e-5)
+        assert_close(jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-4, atol=1e-7)
