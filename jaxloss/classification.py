@@ -158,12 +158,6 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None, label_
     return pos_weight * t * _softplus(-logits) + (1.0 - t) * _softplus(logits)
 
 
-def _log_or_neg_inf(x):
-    """``log(x)`` for ``x >= 0``, -inf at 0 with a zero (not NaN) gradient."""
-    pos = x > 0
-    return jnp.where(pos, jnp.log(jnp.where(pos, x, 1.0)), -jnp.inf)
-
-
 @loss(family="binary", checks={"alpha": UNIT, "gamma": NONNEGATIVE}, sample=_logit_sample,
       sweep=("gamma", (0.0, 0.5, 1.0, 2.0)), optax="sigmoid_focal_loss")
 def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
@@ -175,7 +169,9 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
 
     The modulating factor is computed in log space,
     :math:`(1 - p_t)^\gamma = \exp(\gamma \log(1 - p_t))` with
-    :math:`\log(1 - p_t) = \operatorname{logaddexp}(\log t + \log\sigma(-x),\ \log(1 - t) + \log\sigma(x))`,
+    :math:`\log(1 - p_t) = \log(a + b e^{-|x|}) - \operatorname{log1p}(e^{-|x|})`,
+    :math:`(a, b) = (1 - t, t)` for :math:`x \ge 0` and :math:`(t, 1 - t)` otherwise
+    (one ``exp`` and two logs in all, shared with the cross-entropy),
     so value, gradient and Hessian stay finite for every ``gamma >= 0``
     (including ``0 < gamma < 1``, where :math:`u^\gamma` has an infinite slope at
     0) and logits of :math:`\pm 100` and beyond.
@@ -198,19 +194,31 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
       >>> round(float(jaxloss.sigmoid_focal_loss(x, t, alpha=None, gamma=0.0)), 6)
       0.720205
     """
-    ce = _bce_logits(logits, targets)
-    log_p = -_softplus(-logits)
-    log_q = -_softplus(logits)
-    log_one_minus_pt = jnp.logaddexp(_log_or_neg_inf(targets) + log_q, _log_or_neg_inf(1.0 - targets) + log_p)
+    # One exp and two logs serve the cross-entropy and the modulating factor:
+    # with E = exp(-|x|) and L = log1p(E), softplus(+-x) = max(+-x, 0) + L and
+    # 1 - p_t = exp(-L) * (a + b E), (a, b) = (1 - t, t) for x >= 0, (t, 1 - t) below.
+    ax = jnp.abs(logits)
+    e = jnp.exp(-ax)
+    l = jnp.log1p(e)
+    ce = (jnp.maximum(logits, 0.0) - targets * logits) + l
+    nonneg = logits >= 0
+    inner = jnp.where(nonneg, (1.0 - targets) + targets * e, targets + (1.0 - targets) * e)
+    positive = inner > 0
+    # inner underflows to 0 only when a = 0 (a confident, correct hard target), where log(a + bE) = -|x|.
+    log_inner = jnp.where(positive, jnp.log(jnp.where(positive, inner, 1.0)), -ax)
+    log_one_minus_pt = log_inner - l
     out = jnp.exp(gamma * log_one_minus_pt) * ce
     if alpha is not None:
         out = (alpha * targets + (1.0 - alpha) * (1.0 - targets)) * out
     return out
 
 
-def _signs(targets):
-    """{0, 1} or {-1, +1} targets -> {-1, +1}: entries > 0 are the positive class."""
-    return jnp.where(targets > 0, 1.0, -1.0).astype(targets.dtype)
+def _hinge(scores, targets):
+    """``max(0, 1 - y s)`` with ``y = +1`` where ``targets > 0`` and -1 elsewhere, so
+    {0, 1} and {-1, +1} targets give the same value; gradient 0 at the kink.
+    (Two selects: measured faster than ``jax.nn.relu`` or ``jnp.maximum``.)"""
+    m = jnp.where(targets > 0, scores, -scores)
+    return jnp.where(m < 1.0, 1.0 - m, 0.0)
 
 
 def _hinge_validate(name, scores, targets, **_):
@@ -244,7 +252,7 @@ def hinge_loss(scores, targets):
       >>> float(jaxloss.hinge_loss(jnp.array([0.5, -2.0]), jnp.array([1.0, 0.0])))
       0.25
     """
-    return jax.nn.relu(1.0 - _signs(targets) * scores)
+    return _hinge(scores, targets)
 
 
 @loss(family="binary", validate=_hinge_validate, sample=_sign_sample, grad_order=1)
@@ -268,5 +276,5 @@ def squared_hinge_loss(scores, targets):
       >>> float(jaxloss.squared_hinge_loss(jnp.array([0.5, -2.0]), jnp.array([1.0, 0.0])))
       0.125
     """
-    m = jax.nn.relu(1.0 - _signs(targets) * scores)
+    m = _hinge(scores, targets)
     return m * m
