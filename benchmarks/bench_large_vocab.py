@@ -1,0 +1,126 @@
+"""Fused linear + cross-entropy against the materialised optax version.
+
+Three tables, all from one run:
+
+1. Compiled temporary memory of jitted value-and-gradient (w.r.t. hidden and
+   weight) from ``.lower(...).compile().memory_analysis()`` -- compiled only,
+   never run -- at a Gemma-2-2B head (N=8192 tokens, D=2304, V=256000, float32)
+   by default.
+2. Measured time of jitted value-and-gradient at N=4096, D=512, V=32768
+   (float32): repetitions of the two versions interleaved, medians and their
+   ratio.
+3. Compile time (lower + compile) of value-and-gradient at 4, 16 and 64
+   vocabulary chunks (same N, D, V as the timing case).
+
+Run:  python benchmarks/bench_large_vocab.py            (a few minutes on 2 CPU cores)
+      python benchmarks/bench_large_vocab.py --reps 3 --tokens 1024   (quick look)
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxloss
+
+
+def materialised(hidden, weight, labels):
+    logits = hidden @ weight.T
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def fused(chunk_size=None):
+    def f(hidden, weight, labels):
+        return jaxloss.linear_cross_entropy(hidden, weight, labels, chunk_size=chunk_size)
+
+    return f
+
+
+def value_and_grad(f):
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1)))
+
+
+def shapes(n, d, v, dtype=jnp.float32):
+    s = jax.ShapeDtypeStruct
+    return s((n, d), dtype), s((v, d), dtype), s((n,), jnp.int32)
+
+
+def gib(x):
+    return x / 2**30
+
+
+def memory_table(n, d, v):
+    print(f"\n1. compiled temporary memory of value-and-grad, N={n} D={d} V={v} float32 (compiled, not run)")
+    args = shapes(n, d, v)
+    rows = [("optax, materialised logits", materialised)]
+    rows += [(f"linear_cross_entropy chunk_size={c}", fused(c)) for c in (None, 2048, 8192)]
+    base = None
+    for name, f in rows:
+        m = value_and_grad(f).lower(*args).compile().memory_analysis()
+        temp = m.temp_size_in_bytes
+        base = temp if base is None else base
+        print(f"   {name:42s} temp {gib(temp):8.3f} GiB   ({100 * temp / base:5.1f}% of optax)"
+              f"   output {gib(m.output_size_in_bytes):.3f} GiB")
+    print(f"   default chunk_size here: {jaxloss.default_chunk_size(n, v)}")
+
+
+def time_table(n, d, v, reps):
+    print(f"\n2. time of jitted value-and-grad, N={n} D={d} V={v} float32, {reps} interleaved reps, medians")
+    rng = np.random.default_rng(0)
+    h = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
+    w = jnp.asarray((rng.normal(size=(v, d)) / np.sqrt(d)).astype(np.float32))
+    y = jnp.asarray(rng.integers(0, v, size=(n,)).astype(np.int32))
+    fns = {"optax, materialised": value_and_grad(materialised), "linear_cross_entropy": value_and_grad(fused())}
+    outs = {k: jax.block_until_ready(f(h, w, y)) for k, f in fns.items()}  # compile + warm up
+    (a_val, a_grads), (b_val, b_grads) = outs.values()
+    print(f"   |value difference| {abs(float(a_val) - float(b_val)):.2e}; max |grad difference| "
+          f"{max(float(jnp.max(jnp.abs(x - y_))) for x, y_ in zip(a_grads, b_grads)):.2e}")
+    times = {k: [] for k in fns}
+    for _ in range(reps):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(h, w, y))
+            times[k].append(time.perf_counter() - t0)
+    med = {k: statistics.median(t) for k, t in times.items()}
+    base = med["optax, materialised"]
+    for k, m in med.items():
+        print(f"   {k:42s} {m * 1e3:9.1f} ms   ({m / base:.2f}x optax)")
+    print(f"   chunk_size used: {jaxloss.default_chunk_size(n, v)}")
+
+
+def compile_table(n, d, v):
+    print(f"\n3. lower + compile time of value-and-grad, N={n} D={d} V={v}")
+    args = shapes(n, d, v)
+    for chunks in (4, 16, 64):
+        c = v // chunks
+        f = value_and_grad(fused(c))
+        t0 = time.perf_counter()
+        f.lower(*args).compile()
+        dt = time.perf_counter() - t0
+        print(f"   {chunks:3d} chunks (chunk_size={c:6d})  {dt * 1e3:8.1f} ms")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mem-tokens", type=int, default=8192)
+    p.add_argument("--mem-dim", type=int, default=2304)
+    p.add_argument("--mem-vocab", type=int, default=256000)
+    p.add_argument("--tokens", type=int, default=4096)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--vocab", type=int, default=32768)
+    p.add_argument("--reps", type=int, default=7)
+    a = p.parse_args()
+    print(f"jax {jax.__version__} on {jax.devices()[0].platform} ({jax.device_count()} device(s))")
+    memory_table(a.mem_tokens, a.mem_dim, a.mem_vocab)
+    compile_table(a.tokens, a.dim, a.vocab)
+    time_table(a.tokens, a.dim, a.vocab, a.reps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,476 @@
+"""linear_cross_entropy against a float64 NumPy closed form (value and the
+gradients of hidden, weight, bias and the hyper-parameters), plus the structural
+promises: no [N, V] array anywhere in the value-and-gradient program, and a
+program whose size does not depend on the number of chunks.
+
+vocab_parallel_cross_entropy needs several devices; it is checked by
+tests/multidevice_check.py (run from tests/test_multidevice.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+from hypothesis import given, settings
+
+from hypothesis import strategies as st
+
+import jaxloss
+
+LCE = jaxloss.linear_cross_entropy
+V, D = 37, 8
+LEAD = (2, 5)  # hidden [2, 5, D], labels [2, 5]
+IGNORE = -100
+
+
+# ---------------------------------------------------------------------------
+# float64 NumPy reference (written here, independent of jaxloss)
+# ---------------------------------------------------------------------------
+
+
+def ref_terms(h, w, y, b=None, eps=0.0, zl=0.0, cap=None, ignore_index=None):
+    """Per-token loss, intrinsic weight (0 = ignored) and d loss_i / d raw-logit_i."""
+    h = np.asarray(h, np.float64).reshape(-1, np.shape(w)[1])
+    w = np.asarray(w, np.float64)
+    y = np.asarray(y).reshape(-1)
+    vocab = w.shape[0]
+    logits = h @ w.T + (0.0 if b is None else np.asarray(b, np.float64))
+    z = logits if cap is None else cap * np.tanh(logits / cap)
+    mx = z.max(axis=1, keepdims=True)
+    lse = (mx + np.log(np.exp(z - mx).sum(axis=1, keepdims=True)))[:, 0]
+    ignored = np.zeros(y.shape, bool) if ignore_index is None else y == ignore_index
+    yc = np.where(ignored, 0, y)
+    onehot = np.eye(vocab)[yc]
+    logp = z - lse[:, None]
+    loss = (1 - eps) * -(onehot * logp).sum(1) + (eps / vocab) * -logp.sum(1) + zl * lse**2
+    dz = (1 + 2 * zl * lse)[:, None] * np.exp(logp) - (1 - eps) * onehot - eps / vocab
+    dl = dz if cap is None else dz * (1 - np.tanh(logits / cap) ** 2)
+    loss[ignored] = 0.0
+    dl[ignored] = 0.0
+    return loss, (~ignored).astype(np.float64), dl
+
+
+def ref_reduce(loss, wi, reduction, weights=None, where=None, cot=None):
+    """Reduced value and per-token coefficients c_i = d value / d loss_i (for
+    'none', of sum(value * cot))."""
+    w = wi.copy()
+    if weights is not None:
+        w = w * np.asarray(weights, np.float64).reshape(-1)
+    if where is not None:
+        w = w * np.asarray(where).reshape(-1)
+    if reduction == "none":
+        return w * loss, w * cot.reshape(-1)
+    if reduction == "sum":
+        return (w * loss).sum(), w
+    den = w.sum()
+    return ((w * loss).sum() / den if den else 0.0), (w / den if den else 0 * w)
+
+
+def ref_all(h, w, y, b, opts, reduction="mean", weights=None, where=None, cot=None):
+    loss, wi, dl = ref_terms(
+        h, w, y, b, opts.get("label_smoothing", 0.0), opts.get("z_loss", 0.0),
+        opts.get("logit_softcap"), opts.get("ignore_index"),
+    )
+    value, c = ref_reduce(loss, wi, reduction, weights, where, cot)
+    g = c[:, None] * dl
+    h2 = np.asarray(h, np.float64).reshape(-1, np.shape(w)[1])
+    dh = (g @ np.asarray(w, np.float64)).reshape(np.shape(h))
+    dw = g.T @ h2
+    db = g.sum(0)
+    if reduction == "none":
+        value = value.reshape(np.shape(y))
+    return value, dh, dw, db
+
+
+def make(seed=0, lead=LEAD, vocab=V, dim=D, scale=1.0, ignore=None, n_ignored=3):
+    rng = np.random.default_rng(seed)
+    h = rng.normal(size=lead + (dim,)) * scale
+    w = rng.normal(size=(vocab, dim)) * 0.5
+    b = rng.normal(size=(vocab,)) * 0.3
+    y = rng.integers(0, vocab, size=lead)
+    if ignore is not None and n_ignored:
+        flat = y.reshape(-1)
+        flat[rng.choice(flat.size, size=min(n_ignored, flat.size), replace=False)] = ignore
+    return h, w, b, y.astype(np.int32)
+
+
+def run(h, w, y, b, opts, dtype, reduction="mean", weights=None, where=None, cot=None, **extra):
+    """jaxloss value and gradients (hidden, weight, bias), from one compiled program."""
+    h, w = jnp.asarray(h, dtype), jnp.asarray(w, dtype)
+    b = None if b is None else jnp.asarray(b, dtype)
+    y = jnp.asarray(y)
+
+    def f(h, w, b):
+        out = LCE(h, w, y, bias=b, reduction=reduction, weights=weights, where=where, **opts, **extra)
+        scalar = out if reduction != "none" else jnp.sum(out * jnp.asarray(cot, out.dtype))
+        return scalar, out
+
+    argnums = (0, 1) if b is None else (0, 1, 2)
+    (_, value), grads = jax.jit(jax.value_and_grad(f, argnums=argnums, has_aux=True))(h, w, b)
+    return (value, *grads) + ((None,) if b is None else ())
+
+
+def assert_matches(got, want, rtol, atol, bias=True):
+    value, gh, gw, gb = got
+    rv, rh, rw, rb = want
+    np.testing.assert_allclose(np.asarray(value, np.float64), rv, rtol=rtol, atol=atol, err_msg="value")
+    np.testing.assert_allclose(np.asarray(gh, np.float64), rh, rtol=rtol, atol=atol, err_msg="d hidden")
+    np.testing.assert_allclose(np.asarray(gw, np.float64), rw, rtol=rtol, atol=atol, err_msg="d weight")
+    if bias:
+        np.testing.assert_allclose(np.asarray(gb, np.float64), rb, rtol=rtol, atol=atol, err_msg="d bias")
+
+
+OPTION_SETS = {
+    "plain": {},
+    "bias": {"_bias": True},
+    "ignore": {"ignore_index": IGNORE},
+    "smoothing": {"label_smoothing": 0.1},
+    "z_loss": {"z_loss": 1e-2},
+    "softcap": {"logit_softcap": 2.0},
+    "all": {"_bias": True, "ignore_index": IGNORE, "label_smoothing": 0.2, "z_loss": 1e-3, "logit_softcap": 3.0},
+    "all_ignore_in_range": {"_bias": True, "ignore_index": 3, "label_smoothing": 0.05, "z_loss": 1e-2,
+                            "logit_softcap": 1.5},
+}
+
+
+def split(opts):
+    opts = dict(opts)
+    return opts.pop("_bias", False), opts
+
+
+# ---------------------------------------------------------------------------
+# Value and gradients against the closed form
+# ---------------------------------------------------------------------------
+
+
+CASES = [(name, "none", 5) for name in OPTION_SETS] + [
+    (name, reduction, chunk) for name in ("ignore", "all") for reduction in ("mean", "sum") for chunk in (5, None)
+]
+
+
+@pytest.mark.parametrize("name, reduction, chunk_size", CASES)
+def test_matches_reference_float64(name, reduction, chunk_size):
+    """'none' with a random cotangent per token is the most general backward
+    case; 'mean'/'sum' check the intrinsic weight of ignored tokens."""
+    use_bias, opts = split(OPTION_SETS[name])
+    h, w, b, y = make(seed=1, ignore=opts.get("ignore_index"))
+    b = b if use_bias else None
+    cot = np.random.default_rng(2).normal(size=y.shape)
+    want = ref_all(h, w, y, b, opts, reduction, cot=cot)
+    with jax.enable_x64(True):
+        got = run(h, w, y, b, opts, jnp.float64, reduction, cot=cot, chunk_size=chunk_size)
+        assert got[0].dtype == jnp.float64
+        assert_matches(got, want, 1e-10, 1e-12, bias=use_bias)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 36, 37, 64])
+def test_chunk_sizes_float32(chunk_size):
+    # V=37 is prime: no chunk size but 1 and 37 divides it.
+    _, opts = split(OPTION_SETS["all"])
+    h, w, b, y = make(seed=3, ignore=IGNORE)
+    want = ref_all(h, w, y, b, opts)
+    got = run(h, w, y, b, opts, jnp.float32, chunk_size=chunk_size)
+    assert got[0].dtype == jnp.float32
+    assert_matches(got, want, 2e-5, 2e-6)
+
+
+@pytest.mark.parametrize("mode, reduction", [("weights", "mean"), ("where", "mean"), ("both", "sum"), ("both", "none")])
+def test_weights_and_where(mode, reduction):
+    use_bias, opts = split(OPTION_SETS["all"])
+    h, w, b, y = make(seed=4, ignore=IGNORE)
+    rng = np.random.default_rng(5)
+    weights = rng.uniform(0.0, 2.0, size=y.shape) if mode in ("weights", "both") else None
+    where = rng.uniform(size=y.shape) < 0.6 if mode in ("where", "both") else None
+    cot = rng.normal(size=y.shape)
+    want = ref_all(h, w, y, b, opts, reduction, weights, where, cot)
+    with jax.enable_x64(True):
+        got = run(h, w, y, b, opts, jnp.float64, reduction,
+                  weights=None if weights is None else jnp.asarray(weights),
+                  where=None if where is None else jnp.asarray(where), cot=cot, chunk_size=6)
+        assert_matches(got, want, 1e-10, 1e-12)
+
+
+def test_hyperparameter_gradients():
+    """label_smoothing, z_loss and logit_softcap are traced and differentiable."""
+    h, w, b, y = make(seed=6)
+
+    def ref(eps, zl, cap):
+        loss, wi, _ = ref_terms(h, w, y, b, eps, zl, cap)
+        return loss.mean()
+
+    x0 = np.array([0.1, 1e-2, 2.5])
+    num = []
+    for i in range(3):
+        e = np.zeros(3)
+        e[i] = 1e-6
+        num.append((ref(*(x0 + e)) - ref(*(x0 - e))) / 2e-6)
+    with jax.enable_x64(True):
+        g = jax.grad(
+            lambda eps, zl, cap: LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), bias=jnp.asarray(b),
+                                     label_smoothing=eps, z_loss=zl, logit_softcap=cap, chunk_size=7),
+            argnums=(0, 1, 2),
+        )(*map(jnp.float64, x0))
+    np.testing.assert_allclose(np.array(g), np.array(num), rtol=1e-6, atol=1e-8)
+
+
+def test_second_order_reverse_mode():
+    """Reverse over reverse works (the backward pass is itself differentiable)."""
+    h, w, b, y = make(seed=7)
+    with jax.enable_x64(True):
+        f = lambda h, w: LCE(h, w, jnp.asarray(y), bias=jnp.asarray(b), label_smoothing=0.1, z_loss=1e-2,  # noqa: E731
+                             logit_softcap=2.0, chunk_size=6)
+        check_grads(f, (jnp.asarray(h), jnp.asarray(w)), order=2, modes=("rev",))
+
+
+def test_forward_mode_is_a_clear_error():
+    h, w, b, y = make(seed=7)
+    with pytest.raises(TypeError, match="forward-mode"):
+        jax.jvp(lambda h: LCE(h, jnp.asarray(w), jnp.asarray(y)), (jnp.asarray(h),), (jnp.ones(h.shape),))
+
+
+# ---------------------------------------------------------------------------
+# Edges
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_all_labels_ignored(reduction):
+    h, w, b, y = make(seed=8)
+    y = np.full(y.shape, IGNORE, np.int32)
+    out, gh, gw, gb = run(h, w, y, b, {"ignore_index": IGNORE, "label_smoothing": 0.1, "z_loss": 1e-3},
+                          jnp.float32, reduction, cot=np.ones(y.shape), chunk_size=5)
+    assert np.all(np.asarray(out) == 0) and np.all(np.isfinite(np.asarray(out)))
+    for g in (gh, gw, gb):
+        assert np.all(np.asarray(g) == 0)
+
+
+def test_empty_batch():
+    h, w, b, y = make(seed=8, lead=(0,))
+    out, gh, gw, gb = run(h, w, y, b, {}, jnp.float32)
+    assert float(out) == 0.0 and gh.shape == (0, D) and np.all(np.asarray(gw) == 0)
+
+
+@pytest.mark.parametrize("scale, cap", [(1e3, None), (1e15, None), (1e6, 30.0)])
+def test_extreme_hidden_states_finite(scale, cap):
+    use_bias, opts = True, {"label_smoothing": 0.1, "z_loss": 1e-4, "ignore_index": IGNORE}
+    if cap is not None:
+        opts["logit_softcap"] = cap
+    h, w, b, y = make(seed=9, scale=scale, ignore=IGNORE)
+    got = run(h, w, y, b, opts, jnp.float32, chunk_size=5)
+    for x in got:
+        assert np.all(np.isfinite(np.asarray(x)))
+    want = ref_all(h, w, y, b, opts)
+    # float32 logits of size ~scale: compare relative to the magnitude.
+    np.testing.assert_allclose(float(got[0]), want[0], rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(got[2], np.float64), want[2], rtol=1e-3,
+                               atol=1e-4 * np.abs(want[2]).max())
+
+
+def test_where_keeps_nan_rows_out_of_the_gradient():
+    h, w, b, y = make(seed=10)
+    h = h.copy()
+    h[0, 1] = np.nan
+    h[1, 3] = np.inf
+    where = np.ones(y.shape, bool)
+    where[0, 1] = where[1, 3] = False
+    got = run(h, w, y, b, {"label_smoothing": 0.1}, jnp.float32, where=jnp.asarray(where), chunk_size=5)
+    for x in got:
+        assert np.all(np.isfinite(np.asarray(x)))
+    hc = np.where(where[..., None], h, 0.0)
+    want = ref_all(hc, w, y, b, {"label_smoothing": 0.1}, where=where)
+    assert_matches(got, want, 2e-5, 2e-6)
+
+
+def test_out_of_range_labels():
+    h, w, b, y = make(seed=11)
+    bad = y.copy()
+    bad[0, 0] = V
+    with pytest.raises(ValueError, match=r"linear_cross_entropy: labels must lie in \[0, 37\)"):
+        LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(bad))
+    bad[1, 2] = -1
+    out = jax.jit(lambda y: LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), y, reduction="none"))(
+        jnp.asarray(bad))
+    out = np.asarray(out)
+    assert np.isnan(out[0, 0]) and np.isnan(out[1, 2])
+    assert np.isfinite(np.delete(out.reshape(-1), [0, 7])).all()
+    # ignore_index itself is accepted even though it is out of range
+    LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(np.where(bad < 0, 0, bad)),
+        ignore_index=V)
+
+
+def test_bfloat16_inputs():
+    h, w, b, y = make(seed=12)
+    hb, wb = jnp.asarray(h, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+    val, (gh, gw) = jax.value_and_grad(lambda h, w: LCE(h, w, jnp.asarray(y), chunk_size=5), argnums=(0, 1))(hb, wb)
+    assert val.dtype == jnp.float32 and gh.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16
+    want = ref_all(np.asarray(hb, np.float64), np.asarray(wb, np.float64), y, None, {})
+    np.testing.assert_allclose(float(val), want[0], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gw, np.float64), want[2], rtol=2e-2, atol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "change, exc, match",
+    [
+        (lambda h, w, y: (h, w.T, y), ValueError, r"hidden \(2, 5, 8\) and weight \(8, 37\)"),
+        (lambda h, w, y: (h, w, y[:, :4]), ValueError, r"labels \(2, 4\) must have the shape"),
+        (lambda h, w, y: (h, w[0], y), ValueError, r"weight must have shape \[V, D\]"),
+        (lambda h, w, y: (h, w, y.astype(np.float32)), TypeError, "integer class labels"),
+        (lambda h, w, y: (h.astype(np.int32), w, y), TypeError, "hidden must be a floating-point"),
+    ],
+)
+def test_bad_inputs(change, exc, match):
+    h, w, b, y = make(seed=13)
+    h, w, y = change(h.astype(np.float32), w.astype(np.float32), y)
+    with pytest.raises(exc, match=match):
+        LCE(h, w, y)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"label_smoothing": 1.0}, ValueError, r"label_smoothing must lie in \[0, 1\)"),
+        ({"z_loss": -1.0}, ValueError, r"z_loss must lie in \[0, inf\)"),
+        ({"logit_softcap": 0.0}, ValueError, r"logit_softcap must lie in \(0, inf\)"),
+        ({"chunk_size": 0}, ValueError, "chunk_size must be a positive int"),
+        ({"bias": np.zeros(36, np.float32)}, ValueError, r"bias must have shape \(37,\)"),
+        ({"precision": "fastest"}, ValueError, "precision must be"),
+        ({"reduction": "avg"}, ValueError, "reduction must be one of"),
+    ],
+)
+def test_bad_options(kwargs, exc, match):
+    h, w, b, y = make(seed=13)
+    with pytest.raises(exc, match=match):
+        LCE(h.astype(np.float32), w.astype(np.float32), y, **kwargs)
+
+
+def test_precision_option():
+    h, w, b, y = make(seed=14)
+    want = ref_all(h, w, y, None, {})
+    for p in ("highest",):
+        got = run(h, w, y, None, {}, jnp.float32, precision=p, chunk_size=8)
+        assert_matches(got, want, 2e-5, 2e-6, bias=False)
+
+
+def test_class_and_sweep():
+    h, w, b, y = make(seed=15)
+    h, w = jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32)
+    crit = jaxloss.LinearCrossEntropy(chunk_size=5, label_smoothing=0.1, ignore_index=IGNORE)
+    assert "chunk_size=5" in repr(crit)
+    np.testing.assert_allclose(crit(h, w, jnp.asarray(y)),
+                               LCE(h, w, y, chunk_size=5, label_smoothing=0.1, ignore_index=IGNORE), rtol=1e-6)
+    eps = jnp.array([0.0, 0.1, 0.2])
+    swept = jax.vmap(lambda e: LCE(h, w, jnp.asarray(y), label_smoothing=e, chunk_size=5))(eps)
+    for e, s in zip([0.0, 0.1, 0.2], np.asarray(swept)):
+        np.testing.assert_allclose(s, ref_all(np.asarray(h), np.asarray(w), y, None, {"label_smoothing": e})[0],
+                                   rtol=2e-5)
+
+
+def test_vmap_over_batch():
+    h, w, b, y = make(seed=16, lead=(3, 4))
+    h, w = jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32)
+    out = jax.vmap(lambda h, y: LCE(h, w, y, chunk_size=5))(h, jnp.asarray(y))
+    want = [ref_all(np.asarray(h[i]), np.asarray(w), y[i], None, {})[0] for i in range(3)]
+    np.testing.assert_allclose(np.asarray(out), want, rtol=2e-5)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    n=st.integers(1, 9), vocab=st.integers(1, 40), dim=st.integers(1, 6), chunk=st.integers(1, 45),
+    eps=st.sampled_from([0.0, 0.3]), cap=st.sampled_from([None, 1.0]), seed=st.integers(0, 2**16),
+)
+def test_property_any_vocab_and_chunk(n, vocab, dim, chunk, eps, cap, seed):
+    h, w, b, y = make(seed=seed, lead=(n,), vocab=vocab, dim=dim)
+    opts = {"label_smoothing": eps, "logit_softcap": cap}
+    want = ref_all(h, w, y, b, opts, "sum")
+    with jax.enable_x64(True):
+        got = run(h, w, y, b, opts, jnp.float64, "sum", chunk_size=chunk)
+        assert_matches(got, want, 1e-9, 1e-11)
+
+
+# ---------------------------------------------------------------------------
+# Structure: no [N, V] array, and one loop body whatever the number of chunks
+# ---------------------------------------------------------------------------
+
+
+def _avals(jaxpr):
+    """Every intermediate shape in a jaxpr, recursively (loops, custom rules, pjit)."""
+    for eqn in jaxpr.eqns:
+        for v in eqn.outvars:
+            yield tuple(getattr(v.aval, "shape", ()))
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (tuple, list)) else (p,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    yield from _avals(inner)
+
+
+def _count_eqns(jaxpr):
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += 1
+        for p in eqn.params.values():
+            for sub in p if isinstance(p, (tuple, list)) else (p,):
+                inner = getattr(sub, "jaxpr", sub)
+                if hasattr(inner, "eqns"):
+                    n += _count_eqns(inner)
+    return n
+
+
+def _vg_jaxpr(n, vocab, dim, chunk, **opts):
+    h = jnp.zeros((n, dim), jnp.float32)
+    w = jnp.zeros((vocab, dim), jnp.float32)
+    b = jnp.zeros((vocab,), jnp.float32)
+    y = jnp.zeros((n,), jnp.int32)
+    f = jax.value_and_grad(lambda h, w, b: LCE(h, w, y, bias=b, chunk_size=chunk, **opts), argnums=(0, 1, 2))
+    return jax.make_jaxpr(f)(h, w, b).jaxpr
+
+
+def test_no_logits_sized_array_forward_or_backward():
+    n, vocab, dim, chunk = 64, 1000, 16, 96
+    jaxpr = _vg_jaxpr(n, vocab, dim, chunk, label_smoothing=0.1, z_loss=1e-4, logit_softcap=30.0, ignore_index=-1)
+    sizes = [int(np.prod(s)) for s in _avals(jaxpr)]
+    assert max(sizes) == vocab * dim  # the weight gradient; nothing of size n * vocab = 64000
+    assert not any(s in ((n, vocab), (vocab, n)) for s in _avals(jaxpr))
+    assert (n, chunk) in set(_avals(jaxpr))
+
+
+def test_program_size_independent_of_chunk_count():
+    counts = {chunk: _count_eqns(_vg_jaxpr(16, 1000, 8, chunk, label_smoothing=0.1)) for chunk in (500, 64, 7)}
+    assert len(set(counts.values())) == 1, counts  # 2, 16 and 143 chunks
+
+
+# ---------------------------------------------------------------------------
+# Against sparse_cross_entropy (the library's own materialised computation)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not hasattr(jaxloss, "sparse_cross_entropy"), reason="sparse_cross_entropy not built yet")
+@pytest.mark.parametrize("name", ["plain", "all"])
+def test_equals_sparse_cross_entropy_on_materialised_logits(name):
+    use_bias, opts = split(OPTION_SETS[name])
+    params = inspect.signature(jaxloss.sparse_cross_entropy).parameters
+    cap = opts.pop("logit_softcap", None)
+    opts = {k: v for k, v in opts.items() if k in params}
+    h, w, b, y = make(seed=17, ignore=opts.get("ignore_index"))
+    b = b if use_bias else np.zeros(V)
+    h, w, b = (jnp.asarray(x, jnp.float32) for x in (h, w, b))
+
+    def materialised(h, w, b):
+        z = h @ w.T + b
+        if cap is not None:
+            z = cap * jnp.tanh(z / cap)
+        return jaxloss.sparse_cross_entropy(z, jnp.asarray(y), **opts)
+
+    def fused(h, w, b):
+        return LCE(h, w, jnp.asarray(y), bias=b, logit_softcap=cap, chunk_size=5, **opts)
+
+    a = jax.value_and_grad(materialised, argnums=(0, 1, 2))(h, w, b)
+    f = jax.value_and_grad(fused, argnums=(0, 1, 2))(h, w, b)
+    np.testing.assert_allclose(f[0], a[0], rtol=1e-5)
+    for x, r in zip(f[1], a[1]):
+        np.testing.assert_allclose(x, r, rtol=1e-4, atol=1e-6)
