@@ -548,11 +548,11 @@ def loss(
     public.__name__ = fname
     public.__qualname__ = fname
     public.__doc__ = kernel.__doc__
-    public.__module__ = kernel.__module__
+    public.__module__ = kernel.__module__ or "__main__"
     public.__wrapped_kernel__ = kernel  # type: ignore[attr-defined]
 
     cname = class_name or class_name_for(fname)
-    cls = _make_class(cname, fname, public, hparam_defaults, static_defaults, checks, kernel.__module__)
+    cls = _make_class(cname, fname, public, hparam_defaults, static_defaults, checks, kernel.__module__ or "__main__")
     public.Loss = cls  # type: ignore[attr-defined]
 
     spec = LossSpec(
@@ -561,11 +561,11 @@ def loss(
         sweep=sweep, differentiable=tuple(differentiable), grad_order=grad_order, optax=optax,
     )
     public.spec = spec  # type: ignore[attr-defined]
-    module = sys.modules.get(kernel.__module__)
-    if kernel.__module__.startswith("jaxloss."):
+    module_name = kernel.__module__ or ""
+    if module_name.startswith("jaxloss."):
+        # Built-ins: registered, and the class is placed beside its function.
         REGISTRY[fname] = spec
-    if module is not None:
-        setattr(module, cname, cls)
+        setattr(sys.modules[module_name], cname, cls)
     return public
 
 

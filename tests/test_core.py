@@ -158,3 +158,19 @@ def test_self_check_passes(capsys):
     out = capsys.readouterr().out
     assert "backend: cpu" in out
     assert f"{len(REGISTRY)}/{len(REGISTRY)} losses passed" in out
+
+
+def _readme() -> str:
+    import pathlib
+
+    return (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_readme_tour_runs_and_lists_every_loss():
+    text = _readme()
+    block = text.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # the tour must run as written
+    for name in REGISTRY:
+        assert f"`{name}" in text, f"README's table does not list {name}"
+    assert 'python -m pip install -e ".[test]" && python -m pytest' in text
