@@ -1,3 +1,669 @@
-"""Placeholder: this family is being built (see the open issues)."""
+r"""Metric-learning losses: pairs, triplets and in-batch contrastive losses.
 
-__all__: list[str] = []
+Two kinds of losses live here.
+
+*Per-pair losses* (:func:`contrastive_loss`, :func:`triplet_loss`,
+:func:`cosine_embedding_loss`, :func:`margin_ranking_loss`) take one row per
+example (``[..., D]`` embeddings, ``[...]`` labels) and return one loss per
+example with ``reduction="none"``. ``weights``/``where`` are per example; a
+masked example's embeddings are replaced by zeros before the kernel runs.
+
+*Batch losses* (:func:`batch_triplet_loss`, :func:`ntxent_loss`,
+:func:`supcon_loss`) take a batch ``embeddings [B, D]`` with integer
+``labels [B]`` (equal labels = a positive pair) and form every pair or triplet
+inside the batch with masks, so shapes are static and they run under ``jit`` and
+``vmap`` (``vmap`` over a leading axis gives one loss per batch). They return one
+value per *anchor* with ``reduction="none"``: the anchor's summed term
+:math:`w_a \ell_a` below, 0 for an anchor that has nothing to count. Each anchor
+also carries a count :math:`w_a` (its number of counted pairs/triplets, or 1),
+and ``"mean"`` is :math:`\sum_a w_a \ell_a / \sum_a w_a` -- the mean over
+counted pairs/triplets -- and 0 (with zero gradients) when nothing is counted.
+``weights`` (shape ``[B]``) multiply each anchor's terms; ``where`` (shape
+``[B]``) leaves anchors out of the value and the mean, but a masked example
+still serves as a positive or negative for the other anchors.
+
+Every distance and normalisation has a finite gradient at zero distance
+(identical embeddings) and at zero vectors: Euclidean distances use
+:math:`\sqrt{d^2}` with a double ``where`` (gradient 0 at :math:`d^2 = 0`, the
+minimum-norm subgradient), and unit vectors are
+:math:`x / \sqrt{\max(\lVert x\rVert^2, \epsilon)}` with :math:`\epsilon` the
+machine epsilon of the compute dtype (as optax's ``cosine_similarity``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._core import NONNEGATIVE, POSITIVE, Interval, is_concrete, loss, safe_div
+
+__all__ = [
+    "batch_triplet_loss", "BatchTripletLoss",
+    "contrastive_loss", "ContrastiveLoss",
+    "cosine_embedding_loss", "CosineEmbeddingLoss",
+    "margin_ranking_loss", "MarginRankingLoss",
+    "ntxent_loss", "NTXentLoss",
+    "supcon_loss", "SupConLoss",
+    "triplet_loss", "TripletLoss",
+]
+
+MINING = ("batch_all", "batch_hard", "semi_hard")
+
+# ---------------------------------------------------------------------------
+# Safe distances and similarities
+# ---------------------------------------------------------------------------
+
+
+def _safe_sqrt(x):
+    """``sqrt(x)`` for ``x >= 0`` with value and gradient 0 at ``x <= 0`` (never NaN/inf)."""
+    pos = x > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
+
+
+def _pnorm(diff, p, squared=False):
+    r""":math:`\lVert x\rVert_p` over the last axis (``squared``: its square), with a
+    finite gradient everywhere (0 at the zero vector and for zero components)."""
+    if p == 2:
+        d2 = jnp.sum(diff * diff, axis=-1)
+        return d2 if squared else _safe_sqrt(d2)
+    a = jnp.abs(diff)
+    if p == 1:
+        d = jnp.sum(diff * jnp.sign(diff), axis=-1)
+    elif math.isinf(p):
+        d = jnp.max(diff * jnp.sign(diff), axis=-1)
+    else:
+        # Scaled by the largest component so |x|^p cannot overflow or underflow;
+        # the scale is homogeneous, so its gradient contribution is exactly 0.
+        m = lax.stop_gradient(jnp.max(a, axis=-1, keepdims=True))
+        nz_row = m > 0
+        m_safe = jnp.where(nz_row, m, 1.0)
+        nz = a > 0
+        r = jnp.where(nz, a, 1.0) / m_safe
+        s = jnp.sum(jnp.where(nz, r**p, 0.0), axis=-1)
+        nz_row = nz_row[..., 0]
+        d = jnp.where(nz_row, m_safe[..., 0] * jnp.where(nz_row, s, 1.0) ** (1.0 / p), 0.0)
+    return d * d if squared else d
+
+
+def _unit(x):
+    r""":math:`x / \sqrt{\max(\lVert x\rVert^2, \epsilon)}` over the last axis (optax's floor)."""
+    eps = jnp.finfo(x.dtype).eps
+    n2 = jnp.sum(x * x, axis=-1, keepdims=True)
+    return x * lax.rsqrt(jnp.maximum(n2, eps))
+
+
+def _pairwise_sq_dists(x):
+    r"""``[B, B]`` squared Euclidean distances :math:`\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2 x_i\cdot x_j`,
+    clamped at 0, with an exact 0 on the diagonal. O(B^2) memory."""
+    sq = jnp.sum(x * x, axis=-1)
+    gram = jnp.matmul(x, x.T, precision=lax.Precision.HIGHEST)
+    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    eye = jnp.eye(x.shape[0], dtype=bool)
+    return jnp.where(eye, 0.0, d2)
+
+
+def _masked_logsumexp(s, mask):
+    """Row-wise log-sum-exp of ``s`` over ``mask`` (0 for an empty row); masked
+    entries contribute exactly 0 to value and gradient."""
+    has = jnp.any(mask, axis=-1)
+    m = jnp.max(jnp.where(mask, s, -jnp.inf), axis=-1)
+    m = lax.stop_gradient(jnp.where(has, m, 0.0))
+    e = jnp.exp(jnp.where(mask, s - m[:, None], -jnp.inf))
+    total = jnp.sum(e, axis=-1)
+    return jnp.where(has, m + jnp.log(jnp.where(has, total, 1.0)), 0.0)
+
+
+def _label_masks(labels):
+    """(positive mask without the diagonal, negative mask), both ``[B, B]``."""
+    same = labels[:, None] == labels[None, :]
+    eye = jnp.eye(labels.shape[0], dtype=bool)
+    return same & ~eye, ~same
+
+
+# ---------------------------------------------------------------------------
+# Validation helpers
+# ---------------------------------------------------------------------------
+
+
+def _check_rows(name, arg, y, x):
+    """``y`` must have the shape of ``x`` without its last (feature) axis."""
+    if x.ndim < 1 or tuple(y.shape) != tuple(x.shape[:-1]):
+        raise ValueError(
+            f"{name}: {arg} must have shape {tuple(x.shape[:-1])} (one entry per row of the "
+            f"embeddings of shape {tuple(x.shape)}), got {tuple(y.shape)}"
+        )
+
+
+def _check_numeric(name, arg, y):
+    if not (jnp.issubdtype(y.dtype, jnp.number) or y.dtype == jnp.bool_) or jnp.issubdtype(y.dtype, jnp.complexfloating):
+        raise TypeError(f"{name}: {arg} must be a real numeric or boolean array, got dtype {y.dtype}")
+
+
+def _check_values(name, arg, y, allowed):
+    if is_concrete(y):
+        vals = np.unique(np.asarray(y))
+        if not np.all(np.isin(vals, allowed)):
+            raise ValueError(f"{name}: {arg} must take values in {set(allowed)}, got {vals[:5].tolist()}")
+
+
+def _check_flag(name, arg, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{name}: {arg} must be True or False, got {value!r}")
+
+
+def _batch_validate(name, embeddings, labels, **opts):
+    if embeddings.ndim != 2:
+        raise ValueError(f"{name}: embeddings must have shape [B, D], got {tuple(embeddings.shape)}")
+    if tuple(labels.shape) != (embeddings.shape[0],):
+        raise ValueError(
+            f"{name}: labels must have shape ({embeddings.shape[0]},) (one per row of embeddings "
+            f"of shape {tuple(embeddings.shape)}), got {tuple(labels.shape)}"
+        )
+    if "squared" in opts:
+        _check_flag(name, "squared", opts["squared"])
+    if "mining" in opts and opts["mining"] not in MINING:
+        raise ValueError(f"{name}: mining must be one of {', '.join(map(repr, MINING))}, got {opts['mining']!r}")
+
+
+# ---------------------------------------------------------------------------
+# Sample inputs for the registry (kept away from hinge kinks and ties, so the
+# finite-difference gradient checks are meaningful)
+# ---------------------------------------------------------------------------
+
+
+def _unit_rows(rng, n, d):
+    v = rng.normal(size=(n, d))
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def _contrastive_sample(rng):
+    x1 = rng.normal(size=(6, 4))
+    dist = rng.permutation([0.3, 0.6, 0.8, 1.3, 1.6, 2.0])
+    x2 = x1 + dist[:, None] * _unit_rows(rng, 6, 4)
+    similar = np.array([1, 0, 1, 0, 0, 1], dtype=np.float32)
+    return x1.astype(np.float32), x2.astype(np.float32), similar
+
+
+def _triplet_sample(rng):
+    a = rng.normal(size=(6, 4))
+    dp = rng.permutation([0.3, 0.5, 0.9, 1.2, 2.5, 0.4])
+    dn = rng.permutation([0.2, 0.6, 1.5, 2.0, 3.5, 4.0])
+    # keep d(a,p) - d(a,n) + 1 away from 0 (the hinge) for the default margin
+    dn = np.where(np.abs(dp - dn + 1.0) < 0.15, dn + 0.4, dn)
+    p = a + dp[:, None] * _unit_rows(rng, 6, 4)
+    n = a + dn[:, None] * _unit_rows(rng, 6, 4)
+    return a.astype(np.float32), p.astype(np.float32), n.astype(np.float32)
+
+
+def _batch_sample(rng):
+    """8 embeddings in 3 classes, redrawn until no triplet sits within 0.05 of a
+    hinge kink (margin 1) and no two distances of an anchor tie."""
+    labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
+    while True:
+        x = rng.normal(size=(8, 4)) * 0.7
+        lab = rng.permutation(labels)
+        d = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+        same = lab[:, None] == lab[None]
+        ok = True
+        for a in range(8):
+            dp = [d[a, j] for j in range(8) if same[a, j] and j != a]
+            dn = [d[a, j] for j in range(8) if not same[a, j]]
+            hinge = np.subtract.outer(dp, dn) + 1.0
+            row = np.sort(np.delete(d[a], a))
+            if np.min(np.abs(hinge)) < 0.05 or np.min(np.diff(row)) < 0.02:
+                ok = False
+                break
+            # semi-hard choice must not sit on a switch (d_an close to d_ap)
+            if np.min(np.abs(np.subtract.outer(dp, dn))) < 0.02:
+                ok = False
+                break
+        if ok:
+            return x.astype(np.float32), lab.astype(np.int32)
+
+
+def _contrastive_batch_sample(rng):
+    x = rng.normal(size=(8, 4))
+    labels = rng.permutation(np.array([0, 0, 1, 1, 2, 2, 3, 3]))
+    return x.astype(np.float32), labels.astype(np.int32)
+
+
+def _cosine_sample(rng):
+    while True:
+        x1 = rng.normal(size=(6, 4))
+        x2 = rng.normal(size=(6, 4))
+        cos = (x1 * x2).sum(1) / np.linalg.norm(x1, axis=1) / np.linalg.norm(x2, axis=1)
+        if np.min(np.abs(cos)) > 0.1:
+            break
+    y = np.array([1, -1, 1, -1, -1, 1], dtype=np.float32)
+    return x1.astype(np.float32), x2.astype(np.float32), y
+
+
+def _ranking_sample(rng):
+    while True:
+        x1 = rng.normal(size=(4, 6))
+        x2 = rng.normal(size=(4, 6))
+        y = np.where(rng.uniform(size=(4, 6)) < 0.5, 1.0, -1.0)
+        if np.min(np.abs(-y * (x1 - x2))) > 0.05:
+            return x1.astype(np.float32), x2.astype(np.float32), y.astype(np.float32)
+
+
+# ---------------------------------------------------------------------------
+# Per-pair losses
+# ---------------------------------------------------------------------------
+
+
+def _contrastive_validate(name, x1, x2, similar, **_):
+    _check_numeric(name, "similar", similar)
+    _check_rows(name, "similar", similar, x1)
+
+
+@loss(family="metric", checks={"margin": NONNEGATIVE}, float_inputs=("x1", "x2"), same_shape=("x1", "x2"),
+      reduced_axis=-1, validate=_contrastive_validate, sample=_contrastive_sample,
+      sweep=("margin", (0.5, 1.0, 1.5, 2.5)), differentiable=(0, 1), grad_order=1)
+def contrastive_loss(x1, x2, similar, *, margin=1.0):
+    r"""Contrastive loss on pairs (Hadsell, Chopra & LeCun, 2006).
+
+    .. math:: \ell_i = \tfrac12\Bigl(y_i\, d_i^2 + (1 - y_i)\max(0,\ m - d_i)^2\Bigr),
+              \qquad d_i = \lVert x_{1,i} - x_{2,i}\rVert_2
+
+    ``y = 1`` pulls a similar pair together; ``y = 0`` pushes a dissimilar pair
+    apart until it is at least ``margin`` away. Soft ``y`` in ``[0, 1]`` mixes
+    the two terms. At ``d = 0`` the gradient of ``d`` is taken as 0, so identical
+    embeddings give finite gradients (the similar term uses :math:`d^2` directly).
+
+    Args:
+      x1: embeddings ``[..., D]``, floating point.
+      x2: embeddings, the same shape as ``x1``.
+      similar: ``[...]`` (``x1.shape[:-1]``), 1 for a similar pair, 0 for a
+        dissimilar one (float, int or bool).
+      margin: :math:`m \ge 0`.
+      reduction, weights, where: per pair (shape ``x1.shape[:-1]``).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` one loss per pair, shape
+      ``x1.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> e1 = jnp.array([[1.0, 2.0, 3.0]])
+      >>> round(float(jaxloss.contrastive_loss(e1, jnp.array([[1.1, 2.1, 2.9]]), jnp.array([1.0]))), 6)
+      0.015
+      >>> float(jaxloss.contrastive_loss(e1, jnp.array([[5.0, 6.0, 7.0]]), jnp.array([0.0])))
+      0.0
+    """
+    y = similar.astype(x1.dtype)
+    diff = x1 - x2
+    d2 = jnp.sum(diff * diff, axis=-1)
+    d = _safe_sqrt(d2)
+    gap = jax.nn.relu(margin - d)
+    return 0.5 * (y * d2 + (1.0 - y) * gap * gap)
+
+
+def _triplet_validate(name, anchor, positive, negative, *, p=2, swap=False, squared=False, **_):
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
+        raise ValueError(f"{name}: p must be a positive Python number (or math.inf), got {p!r}")
+    _check_flag(name, "swap", swap)
+    _check_flag(name, "squared", squared)
+    if anchor.ndim < 1:
+        raise ValueError(f"{name}: inputs must have a feature axis, got shape {tuple(anchor.shape)}")
+
+
+@loss(family="metric", static=("p", "swap", "squared"), checks={"margin": NONNEGATIVE}, reduced_axis=-1,
+      validate=_triplet_validate, sample=_triplet_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)),
+      differentiable=(0, 1, 2), grad_order=1)
+def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squared=False):
+    r"""Triplet margin loss (PyTorch's ``triplet_margin_loss``; FaceNet with ``squared=True``).
+
+    .. math:: \ell_i = \max\bigl(0,\ d(a_i, p_i) - d(a_i, n_i) + m\bigr),\qquad
+              d(x, y) = \lVert x - y\rVert_p \ \ (\text{or } \lVert x - y\rVert_p^2 \text{ if squared})
+
+    With ``swap=True`` (Balntas et al., 2016) the negative distance is
+    :math:`\min(d(a, n), d(p, n))`. The p-norm takes absolute values (so odd
+    ``p`` is a norm) and is computed scaled by the largest component, so large
+    ``p`` neither overflows nor underflows; its gradient is finite everywhere
+    (0 at zero distance). Unlike PyTorch, no ``eps=1e-6`` is added to the
+    difference before the norm (PyTorch's values are larger by up to about
+    :math:`10^{-6} D^{1/p}`).
+
+    Args:
+      anchor: embeddings ``[..., D]``, floating point.
+      positive: same shape, similar to the anchor.
+      negative: same shape, dissimilar to the anchor.
+      margin: :math:`m \ge 0`.
+      p: static norm degree, a Python number ``> 0`` or ``math.inf`` (default 2).
+      swap: static, use the distance swap.
+      squared: static, use squared distances (FaceNet, Schroff et al., 2015).
+      reduction, weights, where: per triplet (shape ``anchor.shape[:-1]``).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` one loss per triplet, shape
+      ``anchor.shape[:-1]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> a = jnp.array([[0.0, 0.0]]); p = jnp.array([[3.0, 4.0]]); n = jnp.array([[1.0, 1.0]])
+      >>> float(jaxloss.triplet_loss(a, p, n, margin=0.5, p=1))
+      5.5
+    """
+    d_ap = _pnorm(anchor - positive, p, squared)
+    d_an = _pnorm(anchor - negative, p, squared)
+    if swap:
+        d_an = jnp.minimum(d_an, _pnorm(positive - negative, p, squared))
+    return jax.nn.relu(d_ap - d_an + margin)
+
+
+def _cosine_validate(name, x1, x2, y, **_):
+    _check_numeric(name, "y", y)
+    _check_rows(name, "y", y, x1)
+    _check_values(name, "y", y, (-1, 0, 1))
+
+
+@loss(family="metric", checks={"margin": Interval(-1.0, 1.0)}, float_inputs=("x1", "x2"),
+      same_shape=("x1", "x2"), reduced_axis=-1, validate=_cosine_validate, sample=_cosine_sample,
+      sweep=("margin", (-0.5, 0.0, 0.25, 0.5)), differentiable=(0, 1), grad_order=1)
+def cosine_embedding_loss(x1, x2, y, *, margin=0.0):
+    r"""Cosine embedding loss (PyTorch's ``CosineEmbeddingLoss``).
+
+    .. math:: \ell_i = \begin{cases} 1 - \cos(x_{1,i}, x_{2,i}) & y_i = 1 \\
+                                     \max\bigl(0,\ \cos(x_{1,i}, x_{2,i}) - m\bigr) & \text{otherwise}
+                       \end{cases}
+
+    ``y`` takes PyTorch's ``{1, -1}``; ``0`` is accepted as the dissimilar label
+    too (as jaxloss' hinge losses accept ``{0, 1}``). Other values raise
+    ``ValueError`` when concrete. The cosine uses unit vectors
+    :math:`x / \sqrt{\max(\lVert x\rVert^2, \epsilon)}`, so a zero vector has
+    cosine 0 and finite gradients (PyTorch adds ``1e-12`` to the squared norms
+    instead; the values agree to float precision for non-tiny vectors).
+
+    Args:
+      x1: embeddings ``[..., D]``, floating point.
+      x2: embeddings, the same shape.
+      y: ``[...]`` (``x1.shape[:-1]``) labels, ``1`` similar, ``-1`` (or ``0``) dissimilar.
+      margin: :math:`m` in ``[-1, 1]`` (PyTorch suggests 0 to 0.5).
+      reduction, weights, where: per pair.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` one loss per pair.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x1 = jnp.array([[1.0, 0.0], [1.0, 0.0]]); x2 = jnp.array([[0.0, 2.0], [1.0, 1.0]])
+      >>> jaxloss.cosine_embedding_loss(x1, x2, jnp.array([1, -1]), reduction="none").round(4)
+      Array([1.    , 0.7071], dtype=float32)
+    """
+    cos = jnp.sum(_unit(x1) * _unit(x2), axis=-1)
+    return jnp.where(y > 0, 1.0 - cos, jax.nn.relu(cos - margin))
+
+
+def _ranking_validate(name, x1, x2, y, **_):
+    _check_numeric(name, "y", y)
+    _check_values(name, "y", y, (-1, 1))
+
+
+@loss(family="metric", float_inputs=("x1", "x2"), validate=_ranking_validate, sample=_ranking_sample,
+      sweep=("margin", (0.0, 0.5, 1.0, 2.0)), differentiable=(0, 1), grad_order=1)
+def margin_ranking_loss(x1, x2, y, *, margin=0.0):
+    r"""Margin ranking loss (PyTorch's ``MarginRankingLoss``).
+
+    .. math:: \ell_i = \max\bigl(0,\ -y_i\,(x_{1,i} - x_{2,i}) + m\bigr)
+
+    ``y = 1`` means ``x1`` should rank higher than ``x2`` (by at least ``m``),
+    ``y = -1`` the reverse. ``y`` must be in ``{-1, 1}`` (``ValueError`` when
+    concrete). The gradient at the kink is 0.
+
+    Args:
+      x1: scores, any shape, floating point.
+      x2: scores, the same shape.
+      y: ``{-1, 1}``, the same shape (any real dtype).
+      margin: :math:`m` (any real number; PyTorch's default 0).
+      reduction, weights, where: per element.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> float(jaxloss.margin_ranking_loss(jnp.array([1.0, 2.0]), jnp.array([2.0, 0.0]),
+      ...                                   jnp.array([1.0, 1.0]), margin=0.5))
+      0.75
+    """
+    return jax.nn.relu(margin - y.astype(x1.dtype) * (x1 - x2))
+
+
+# ---------------------------------------------------------------------------
+# Batch losses
+# ---------------------------------------------------------------------------
+
+
+def _sorted_negatives(d, neg):
+    """Each anchor's negative distances sorted ascending (non-negatives at +inf
+    at the end) and the number of negatives."""
+    s = jnp.sort(jnp.where(neg, d, jnp.inf), axis=-1)
+    return s, jnp.sum(neg, axis=-1)
+
+
+def _searchsorted_rows(s, v, side):
+    """Row-wise ``searchsorted``: for each row ``s[a]`` (ascending) and query ``v[a, j]``."""
+    return jax.vmap(lambda row, q: jnp.searchsorted(row, q, side=side))(s, v)
+
+
+def _batch_all(d, pos, neg, margin):
+    # For anchor a and positive p, the active negatives are those with
+    # d_an < d_ap + m; with the negatives sorted, they are a prefix of length k,
+    # and the sum of their hinge terms is k (d_ap + m) - sum_{j<k} s_j. Distances
+    # are shifted by the anchor's smallest negative distance to limit cancellation
+    # (the hinge terms are invariant to the shift).
+    s, n_neg = _sorted_negatives(d, neg)
+    has_neg = n_neg > 0
+    shift = lax.stop_gradient(jnp.where(has_neg, s[:, 0], 0.0))
+    s = s - shift[:, None]
+    thr = d - shift[:, None] + margin
+    k = _searchsorted_rows(s, thr, "left")
+    k = jnp.where(pos, k, 0)
+    csum = jnp.cumsum(jnp.where(jnp.isfinite(s), s, 0.0), axis=-1)
+    csum = jnp.concatenate([jnp.zeros_like(csum[:, :1]), csum], axis=-1)
+    prefix = jnp.take_along_axis(csum, k, axis=-1)
+    terms = jnp.where(k > 0, k.astype(d.dtype) * thr - prefix, 0.0)
+    total = jnp.sum(terms, axis=-1)
+    count = jnp.sum(k, axis=-1).astype(d.dtype)
+    return safe_div(total, count), count
+
+
+def _batch_hard(d, pos, neg, margin):
+    has_pos = jnp.any(pos, axis=-1)
+    has_neg = jnp.any(neg, axis=-1)
+    valid = has_pos & has_neg
+    hardest_pos = jnp.max(jnp.where(pos, d, -jnp.inf), axis=-1)
+    hardest_neg = jnp.min(jnp.where(neg, d, jnp.inf), axis=-1)
+    gap = jnp.where(valid, hardest_pos - hardest_neg, 0.0)
+    return jnp.where(valid, jax.nn.relu(gap + margin), 0.0), valid.astype(d.dtype)
+
+
+def _semi_hard(d, pos, neg, margin):
+    s, n_neg = _sorted_negatives(d, neg)
+    has_neg = n_neg > 0
+    # number of negatives with d_an <= d_ap: the next one is the closest negative
+    # farther than the positive; if there is none, take the farthest negative
+    k = _searchsorted_rows(s, d, "right")
+    last = jnp.maximum(n_neg - 1, 0)[:, None]
+    idx = jnp.where(k < n_neg[:, None], k, last)
+    idx = jnp.minimum(idx, s.shape[-1] - 1)
+    chosen = jnp.take_along_axis(s, idx, axis=-1)
+    valid = pos & has_neg[:, None]
+    gap = jnp.where(valid, d - jnp.where(valid, chosen, 0.0), 0.0)
+    terms = jnp.where(valid, jax.nn.relu(gap + margin), 0.0)
+    count = jnp.sum(valid, axis=-1).astype(d.dtype)
+    return safe_div(jnp.sum(terms, axis=-1), count), count
+
+
+@loss(family="metric", static=("mining", "squared"), checks={"margin": NONNEGATIVE},
+      float_inputs=("embeddings",), label_inputs=("labels",), same_shape=("embeddings",),
+      validate=_batch_validate, sample=_batch_sample, sweep=("margin", (0.2, 0.5, 1.0, 2.0)),
+      grad_order=1)
+def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", squared=False):
+    r"""Triplet loss with in-batch triplet mining (Schroff et al., 2015; Hermans et al., 2017).
+
+    Every triplet is built inside the batch: anchor ``a``, positive ``p != a``
+    with ``labels[p] == labels[a]``, negative ``n`` with ``labels[n] != labels[a]``.
+    With :math:`d` the Euclidean distance (``squared=True``: its square),
+
+    .. math:: \ell(a, p, n) = \max\bigl(0,\ d_{ap} - d_{an} + m\bigr)
+
+    and ``mining`` (static) chooses what is averaged:
+
+    * ``"batch_all"``: every valid triplet. ``"mean"`` averages over the *active*
+      triplets, those with :math:`\ell > 0` (Hermans et al.'s "batch all
+      :math:`\neq 0`", as pytorch-metric-learning's ``AvgNonZeroReducer``); an
+      anchor's count :math:`w_a` is its number of active triplets, and
+      ``"sum"`` is the sum over all valid triplets (inactive ones add 0).
+    * ``"batch_hard"``: per anchor, its farthest positive and closest negative,
+      :math:`\max(0, \max_p d_{ap} - \min_n d_{an} + m)`; ``"mean"`` is over
+      anchors (:math:`w_a = 1`).
+    * ``"semi_hard"``: per anchor-positive pair, the closest negative farther
+      than the positive (:math:`d_{an} > d_{ap}`; FaceNet's semi-hard negative
+      when it lies within the margin). When the pair has no such negative (every
+      negative is closer than the positive) the *farthest* negative is used, as
+      TensorFlow Addons' ``triplet_semihard_loss``. ``"mean"`` is over
+      anchor-positive pairs (:math:`w_a` = the anchor's number of positives).
+
+    Anchors without a positive or without a negative count for nothing
+    (:math:`w_a = 0`); a batch with no valid triplet gives 0 and zero gradients.
+    Nothing of size :math:`B^3` is built: distances are one ``[B, B]`` Gram
+    matrix (``Precision.HIGHEST``), and ``batch_all``/``semi_hard`` sort each
+    anchor's negative distances and use ``searchsorted`` and prefix sums, so every
+    strategy needs O(B^2) memory and O(B^2 log B + B^2 D) time.
+
+    Args:
+      embeddings: ``[B, D]``, floating point.
+      labels: ``[B]`` integer class labels.
+      margin: :math:`m \ge 0`.
+      mining: static, ``"batch_all"`` (default), ``"batch_hard"`` or ``"semi_hard"``.
+      squared: static, use squared Euclidean distances.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"``/``None``.
+      weights: ``[B]`` per-anchor weights (multiply each of the anchor's terms).
+      where: ``[B]`` boolean; leaves anchors out (they still act as positives
+        and negatives of other anchors).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` a ``[B]`` array with, per
+      anchor, the sum of its counted terms :math:`w_a \ell_a` (the hardest
+      triplet's loss for ``batch_hard``), so that ``"sum"`` is its sum and
+      ``"mean"`` its sum divided by :math:`\sum_a w_a`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[0.0], [0.5], [1.0], [3.0]]); y = jnp.array([0, 0, 1, 1])
+      >>> float(jaxloss.batch_triplet_loss(x, y, mining="batch_hard"))
+      1.125
+      >>> jaxloss.batch_triplet_loss(x, y, mining="batch_hard", reduction="none")
+      Array([0.5, 1. , 2.5, 0.5], dtype=float32)
+    """
+    pos, neg = _label_masks(labels)
+    d2 = _pairwise_sq_dists(embeddings)
+    d = d2 if squared else _safe_sqrt(d2)
+    if mining == "batch_all":
+        return _batch_all(d, pos, neg, margin)
+    if mining == "batch_hard":
+        return _batch_hard(d, pos, neg, margin)
+    return _semi_hard(d, pos, neg, margin)
+
+
+@loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
+      label_inputs=("labels",), same_shape=("embeddings",), validate=_batch_validate,
+      sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)), optax="ntxent")
+def ntxent_loss(embeddings, labels, *, temperature=0.07):
+    r"""NT-Xent, the normalized temperature-scaled cross-entropy (Chen et al., 2020, SimCLR).
+
+    With :math:`s_{ij} = \cos(x_i, x_j)/\tau`, every positive pair
+    (:math:`i \ne j`, equal labels) is a softmax classification of :math:`j`
+    against the negatives of :math:`i` (different labels):
+
+    .. math:: \ell_{ij} = -\log\frac{e^{s_{ij}}}{e^{s_{ij}} + \sum_{k:\,y_k \ne y_i} e^{s_{ik}}}
+                        = \operatorname{softplus}\Bigl(\operatorname{LSE}_{k:\,y_k \ne y_i} s_{ik} - s_{ij}\Bigr)
+
+    and ``"mean"`` is the mean over all positive pairs -- the same value as
+    ``optax.losses.ntxent`` (and pytorch-metric-learning's ``NTXentLoss``), with
+    the same unit-vector floor; where optax returns NaN (no positive pair in
+    the batch) this returns 0 with zero gradients. An anchor's count
+    :math:`w_i` is its number of positives; a batch of one class has no
+    negatives and gives 0. For SimCLR, stack the two views and give each pair
+    of views one label.
+
+    Args:
+      embeddings: ``[B, D]``, floating point (normalised inside).
+      labels: ``[B]`` integer labels; equal labels form positive pairs.
+      temperature: :math:`\tau > 0`.
+      reduction, weights, where: per anchor (``[B]``); see the module docstring.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` a ``[B]`` array with, per
+      anchor, the sum of its positive pairs' losses (0 for an anchor without a
+      positive).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+      >>> round(float(jaxloss.ntxent_loss(x, jnp.array([0, 0, 1, 1]), temperature=1.0)), 6)
+      0.551445
+    """
+    z = _unit(embeddings)
+    s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
+    pos, neg = _label_masks(labels)
+    has_neg = jnp.any(neg, axis=-1, keepdims=True)
+    lse_neg = _masked_logsumexp(s, neg)
+    counted = pos & has_neg
+    pair = jnp.where(counted, jax.nn.softplus(lse_neg[:, None] - jnp.where(counted, s, 0.0)), 0.0)
+    n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
+    return safe_div(jnp.sum(pair, axis=-1), n_pos), n_pos
+
+
+@loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
+      label_inputs=("labels",), same_shape=("embeddings",), validate=_batch_validate,
+      sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)))
+def supcon_loss(embeddings, labels, *, temperature=0.1):
+    r"""Supervised contrastive loss (Khosla et al., 2020), the :math:`\mathcal{L}^{sup}_{out}` form.
+
+    With :math:`s_{ij} = \cos(x_i, x_j)/\tau`, positives
+    :math:`P(i) = \{p \ne i: y_p = y_i\}` and :math:`A(i) = \{a \ne i\}`:
+
+    .. math:: \ell_i = -\frac{1}{|P(i)|}\sum_{p \in P(i)}
+                       \log\frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
+                     = \operatorname{LSE}_{a \in A(i)} s_{ia} - \frac{1}{|P(i)|}\sum_{p\in P(i)} s_{ip}
+
+    ``"mean"`` is over anchors that have at least one positive (:math:`w_i = 1`;
+    anchors without a positive are left out, where the reference code would
+    divide by zero). The reference implementation's extra factor
+    ``temperature / base_temperature`` is not applied (it is 1 at its defaults).
+    For multi-view batches ``[B, V, D]``, reshape to ``[B*V, D]`` and repeat the
+    labels ``V`` times.
+
+    Args:
+      embeddings: ``[B, D]``, floating point (normalised inside).
+      labels: ``[B]`` integer labels.
+      temperature: :math:`\tau > 0`.
+      reduction, weights, where: per anchor (``[B]``); see the module docstring.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the ``[B]`` per-anchor losses
+      (0 for an anchor without a positive).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+      >>> round(float(jaxloss.supcon_loss(x, jnp.array([0, 0, 0, 1]), temperature=1.0)), 6)
+      0.861995
+    """
+    z = _unit(embeddings)
+    s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
+    pos, _ = _label_masks(labels)
+    others = ~jnp.eye(labels.shape[0], dtype=bool)
+    lse = _masked_logsumexp(s, others)
+    n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
+    mean_pos = safe_div(jnp.sum(jnp.where(pos, s, 0.0), axis=-1), n_pos)
+    has_pos = n_pos > 0
+    return jnp.where(has_pos, lse - mean_pos, 0.0), has_pos.astype(s.dtype)

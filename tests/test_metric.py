@@ -1,0 +1,605 @@
+"""Metric-learning losses against NumPy float64 references written here
+(brute-force loops over every pair and triplet for the batch losses)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import jaxloss
+
+RTOL, ATOL = 5e-5, 5e-6
+REDUCTIONS = ("mean", "sum", "none")
+MINING = ("batch_all", "batch_hard", "semi_hard")
+
+
+def close(a, b, rtol=RTOL, atol=ATOL):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+
+
+def finite(tree):
+    return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(tree))
+
+
+def np_reduce(values, reduction, weights=None, where=None):
+    """Per-example losses -> reduced (the design's weights/where semantics)."""
+    v = np.asarray(values, np.float64)
+    w = np.ones_like(v) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), v.shape)
+    m = np.ones(v.shape, bool) if where is None else np.asarray(where)
+    if reduction == "none":
+        return np.where(m, w * v, 0.0)
+    total = np.sum(np.where(m, w * v, 0.0))
+    if reduction == "sum":
+        return total
+    den = np.sum(np.where(m, w, 0.0))
+    return total / den if den else 0.0
+
+
+def np_reduce_batch(sums, counts, reduction, weights=None, where=None):
+    """Per-anchor sums S_a over counts n_a: "none" -> w S, "sum" -> sum w S,
+    "mean" -> sum w S / sum w n (0 when nothing counts)."""
+    s = np.asarray(sums, np.float64)
+    n = np.asarray(counts, np.float64)
+    w = np.ones_like(s) if weights is None else np.asarray(weights, np.float64)
+    m = np.ones(s.shape, bool) if where is None else np.asarray(where)
+    if reduction == "none":
+        return np.where(m, w * s, 0.0)
+    total = np.sum(np.where(m, w * s, 0.0))
+    if reduction == "sum":
+        return total
+    den = np.sum(np.where(m, w * n, 0.0))
+    return total / den if den else 0.0
+
+
+# ---------------------------------------------------------------------------
+# NumPy references
+# ---------------------------------------------------------------------------
+
+
+def np_dist(x, y, p=2):
+    diff = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+    if math.isinf(p):
+        return diff.max(-1)
+    return (diff**p).sum(-1) ** (1.0 / p)
+
+
+def np_contrastive(x1, x2, y, margin=1.0):
+    d = np_dist(x1, x2)
+    y = np.asarray(y, np.float64)
+    return 0.5 * (y * d**2 + (1 - y) * np.maximum(0.0, margin - d) ** 2)
+
+
+def np_triplet(a, pos, neg, margin=1.0, p=2, swap=False, squared=False):
+    d_ap, d_an, d_pn = np_dist(a, pos, p), np_dist(a, neg, p), np_dist(pos, neg, p)
+    if squared:
+        d_ap, d_an, d_pn = d_ap**2, d_an**2, d_pn**2
+    if swap:
+        d_an = np.minimum(d_an, d_pn)
+    return np.maximum(0.0, d_ap - d_an + margin)
+
+
+def np_batch_triplet(x, labels, margin=1.0, mining="batch_all", squared=False):
+    """Brute force over every (anchor, positive, negative): per-anchor sums and counts."""
+    x = np.asarray(x, np.float64)
+    B = len(labels)
+    d = np.array([[np_dist(x[i], x[j]) for j in range(B)] for i in range(B)])
+    if squared:
+        d = d**2
+    sums, counts = np.zeros(B), np.zeros(B)
+    for a in range(B):
+        positives = [p for p in range(B) if p != a and labels[p] == labels[a]]
+        negatives = [n for n in range(B) if labels[n] != labels[a]]
+        if not positives or not negatives:
+            continue
+        if mining == "batch_all":
+            for p, n in itertools.product(positives, negatives):
+                loss = max(0.0, d[a, p] - d[a, n] + margin)
+                sums[a] += loss
+                counts[a] += loss > 0
+        elif mining == "batch_hard":
+            sums[a] = max(0.0, max(d[a, p] for p in positives) - min(d[a, n] for n in negatives) + margin)
+            counts[a] = 1
+        else:
+            for p in positives:
+                farther = [d[a, n] for n in negatives if d[a, n] > d[a, p]]
+                d_an = min(farther) if farther else max(d[a, n] for n in negatives)
+                sums[a] += max(0.0, d[a, p] - d_an + margin)
+                counts[a] += 1
+    return sums, counts
+
+
+def np_cos_matrix(x):
+    x = np.asarray(x, np.float64)
+    z = x / np.sqrt(np.maximum((x * x).sum(1, keepdims=True), np.finfo(np.float32).eps))
+    return z @ z.T
+
+
+def np_ntxent(x, labels, temperature=0.07):
+    """Per anchor: sum over its positives j of -log(e^{s_ij} / (e^{s_ij} + sum_neg e^{s_ik}))."""
+    s = np_cos_matrix(x) / temperature
+    B = len(labels)
+    sums, counts = np.zeros(B), np.zeros(B)
+    for i in range(B):
+        negs = [k for k in range(B) if labels[k] != labels[i]]
+        for j in range(B):
+            if j == i or labels[j] != labels[i]:
+                continue
+            den = np.exp(s[i, j]) + sum(np.exp(s[i, k]) for k in negs)
+            sums[i] += -np.log(np.exp(s[i, j]) / den)
+            counts[i] += 1
+    return sums, counts
+
+
+def np_supcon(x, labels, temperature=0.1):
+    s = np_cos_matrix(x) / temperature
+    B = len(labels)
+    out, has = np.zeros(B), np.zeros(B)
+    for i in range(B):
+        P = [p for p in range(B) if p != i and labels[p] == labels[i]]
+        if not P:
+            continue
+        den = sum(np.exp(s[i, a]) for a in range(B) if a != i)
+        out[i] = -np.mean([np.log(np.exp(s[i, p]) / den) for p in P])
+        has[i] = 1
+    return out, has
+
+
+def np_cosine_embedding(x1, x2, y, margin=0.0):
+    # PyTorch's formula (EPSILON = 1e-12 on the squared norms)
+    x1 = np.asarray(x1, np.float64)
+    x2 = np.asarray(x2, np.float64)
+    cos = (x1 * x2).sum(-1) / np.sqrt(((x1 * x1).sum(-1) + 1e-12) * ((x2 * x2).sum(-1) + 1e-12))
+    return np.where(np.asarray(y) == 1, 1 - cos, np.maximum(0.0, cos - margin))
+
+
+def np_margin_ranking(x1, x2, y, margin=0.0):
+    return np.maximum(0.0, -np.asarray(y, np.float64) * (np.asarray(x1, np.float64) - x2) + margin)
+
+
+def _batch(seed, B=10, D=3, classes=3, scale=1.0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(B, D)) * scale).astype(np.float32)
+    labels = rng.integers(0, classes, size=B).astype(np.int32)
+    return x, labels
+
+
+# ---------------------------------------------------------------------------
+# Contrastive (worked example, reductions, weights, where)
+# ---------------------------------------------------------------------------
+
+E1 = np.array([[1.0, 2.0, 3.0]], np.float32)
+E_SIM = np.array([[1.1, 2.1, 2.9]], np.float32)
+E_DIS = np.array([[5.0, 6.0, 7.0]], np.float32)
+
+
+def test_contrastive_worked_example():
+    assert np_contrastive(np.float64(E1), np.float64([[1.1, 2.1, 2.9]]), [1.0])[0] == pytest.approx(0.015, abs=1e-12)
+    assert np_contrastive(E1, E_DIS, [0.0])[0] == 0.0
+    for red in REDUCTIONS:
+        close(jaxloss.contrastive_loss(E1, E_SIM, np.array([1.0]), reduction=red), 0.015 if red != "none" else [0.015])
+        close(jaxloss.contrastive_loss(E1, E_DIS, np.array([0.0]), reduction=red), 0.0 if red != "none" else [0.0])
+    # int and bool labels are accepted
+    close(jaxloss.contrastive_loss(E1, E_SIM, np.array([True])), 0.015)
+    close(jaxloss.contrastive_loss(E1, E_SIM, np.array([1])), 0.015)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_contrastive_against_reference(reduction):
+    rng = np.random.default_rng(0)
+    x1 = rng.normal(size=(4, 5, 3)).astype(np.float32) * 0.5
+    x2 = rng.normal(size=(4, 5, 3)).astype(np.float32) * 0.5
+    y = (rng.uniform(size=(4, 5)) < 0.5).astype(np.float32)
+    per = np_contrastive(x1, x2, y, margin=1.5)
+    close(jaxloss.contrastive_loss(x1, x2, y, margin=1.5, reduction=reduction), np_reduce(per, reduction))
+    w = rng.uniform(0.5, 2.0, size=(4, 5)).astype(np.float32)
+    where = rng.uniform(size=(4, 5)) < 0.7
+    close(jaxloss.contrastive_loss(x1, x2, y, margin=1.5, reduction=reduction, weights=w, where=where),
+          np_reduce(per, reduction, w, where))
+
+
+# ---------------------------------------------------------------------------
+# Triplet (p = 1, 2, 3, inf, swap, squared)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p", [1, 2, 3, 2.5, math.inf])
+@pytest.mark.parametrize("swap", [False, True])
+@pytest.mark.parametrize("squared", [False, True])
+def test_triplet_against_reference(p, swap, squared):
+    rng = np.random.default_rng(1)
+    a, pos, neg = (rng.normal(size=(12, 4)).astype(np.float32) for _ in range(3))
+    per = np_triplet(a, pos, neg, margin=0.7, p=p, swap=swap, squared=squared)
+    assert per.min() == 0.0 and per.max() > 0.0  # both sides of the hinge are exercised
+    w = rng.uniform(0.5, 2.0, size=12).astype(np.float32)
+    where = np.arange(12) % 4 != 0
+    opts = dict(margin=0.7, p=p, swap=swap, squared=squared)
+    close(jaxloss.triplet_loss(a, pos, neg, **opts, reduction="none"), per)
+    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), np_reduce(per, "mean", w, where))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_triplet_every_reduction(reduction):
+    rng = np.random.default_rng(11)
+    a, pos, neg = (rng.normal(size=(3, 5, 4)).astype(np.float32) for _ in range(3))
+    per = np_triplet(a, pos, neg, margin=1.2, p=3, swap=True)
+    w = rng.uniform(0.5, 2.0, size=(3, 5)).astype(np.float32)
+    where = rng.uniform(size=(3, 5)) < 0.7
+    opts = dict(margin=1.2, p=3, swap=True, reduction=reduction)
+    close(jaxloss.triplet_loss(a, pos, neg, **opts), np_reduce(per, reduction))
+    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), np_reduce(per, reduction, w, where))
+
+
+def test_triplet_odd_p_uses_absolute_values():
+    a = np.zeros((1, 2), np.float32)
+    pos = np.array([[1.0, -2.0]], np.float32)  # |1|^3 + |-2|^3 = 9, not 1 - 8 = -7
+    neg = np.array([[3.0, 0.0]], np.float32)
+    close(jaxloss.triplet_loss(a, pos, neg, p=3, margin=1.0), 9 ** (1 / 3) - 3 + 1)
+
+
+def test_triplet_large_p_does_not_overflow():
+    a = np.zeros((1, 3), np.float32)
+    pos = np.array([[1e3, 2e3, -3e3]], np.float32)
+    neg = np.array([[1e-3, 0.0, 0.0]], np.float32)
+    out = jaxloss.triplet_loss(a, pos, neg, p=40, margin=0.0, reduction="none")
+    close(out, np_triplet(a, pos, neg, margin=0.0, p=40), rtol=1e-5)
+
+
+def test_triplet_matches_optax_for_p2():
+    rng = np.random.default_rng(2)
+    a, pos, neg = (rng.normal(size=(16, 8)).astype(np.float32) for _ in range(3))
+    # optax adds eps=1e-6 under the root; with eps=0 it is the same formula
+    ref = optax.losses.triplet_margin_loss(a, pos, neg, margin=1.0, eps=0.0)
+    close(jaxloss.triplet_loss(a, pos, neg, reduction="none"), ref, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Batch triplet mining against a brute-force loop over all triplets
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mining", MINING)
+@pytest.mark.parametrize("squared", [False, True])
+def test_batch_triplet_against_brute_force(mining, squared):
+    margin = 0.8 if not squared else 2.0
+    for seed in (0, 1):
+        x, labels = _batch(seed, B=11, D=3, classes=3 + seed)
+        sums, counts = np_batch_triplet(x, labels, margin, mining, squared)
+        assert counts.sum() > 0
+        opts = dict(margin=margin, mining=mining, squared=squared)
+        for red in REDUCTIONS:
+            close(jaxloss.batch_triplet_loss(x, labels, **opts, reduction=red), np_reduce_batch(sums, counts, red),
+                  rtol=1e-4, atol=1e-5)
+        w = np.random.default_rng(seed + 100).uniform(0.5, 2.0, size=len(labels)).astype(np.float32)
+        close(jaxloss.batch_triplet_loss(x, labels, **opts, weights=w), np_reduce_batch(sums, counts, "mean", w),
+              rtol=1e-4, atol=1e-5)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 100_000), B=st.sampled_from([1, 4, 9]), classes=st.integers(1, 4),
+       mining=st.sampled_from(MINING), margin=st.sampled_from([0.0, 0.3, 1.0, 3.0]))
+def test_batch_triplet_property(seed, B, classes, mining, margin):
+    x, labels = _batch(seed, B=B, D=2, classes=classes)
+    sums, counts = np_batch_triplet(x, labels, margin, mining)
+    close(jaxloss.batch_triplet_loss(x, labels, margin=margin, mining=mining),
+          np_reduce_batch(sums, counts, "mean"), rtol=1e-4, atol=1e-5)
+
+
+def _naive_batch_triplet(x, labels, margin, mining):
+    """A direct jnp formulation with a [B, B, B] tensor (test reference only)."""
+    B = x.shape[0]
+    eye = jnp.eye(B, dtype=bool)
+    d2 = jnp.sum((x[:, None] - x[None]) ** 2, -1)
+    d = jnp.where(eye, 0.0, jnp.sqrt(jnp.where(eye, 1.0, d2)))
+    same = labels[:, None] == labels[None]
+    pos, neg = same & ~eye, ~same
+    if mining == "batch_all":
+        valid = pos[:, :, None] & neg[:, None, :]
+        t = jnp.where(valid, jax.nn.relu(d[:, :, None] - d[:, None, :] + margin), 0.0)
+        return jnp.sum(t) / jnp.maximum(jnp.sum(valid & (t > 0)), 1)
+    if mining == "batch_hard":
+        valid = jnp.any(pos, 1) & jnp.any(neg, 1)
+        hp = jnp.max(jnp.where(pos, d, 0.0), 1)
+        hn = jnp.min(jnp.where(neg, d, 1e9), 1)
+        return jnp.sum(jnp.where(valid, jax.nn.relu(hp - hn + margin), 0.0)) / jnp.maximum(valid.sum(), 1)
+    farther = neg[:, None, :] & (d[:, None, :] > d[:, :, None])
+    outside = jnp.min(jnp.where(farther, d[:, None, :], 1e9), -1)
+    inside = jnp.max(jnp.where(neg, d, -1.0), -1)[:, None]
+    chosen = jnp.where(jnp.any(farther, -1), outside, inside)
+    valid = pos & jnp.any(neg, 1)[:, None]
+    t = jnp.where(valid, jax.nn.relu(d - chosen + margin), 0.0)
+    return jnp.sum(t) / jnp.maximum(valid.sum(), 1)
+
+
+@pytest.mark.parametrize("mining", MINING)
+def test_batch_triplet_gradient_matches_naive_b3(mining):
+    x, labels = _batch(5, B=12, D=4, classes=3)
+    with jax.enable_x64(True):
+        x64 = x.astype(np.float64)
+        got = jax.grad(lambda e: jaxloss.batch_triplet_loss(e, labels, margin=1.0, mining=mining))(x64)
+        ref = jax.grad(lambda e: _naive_batch_triplet(e, jnp.asarray(labels), 1.0, mining))(x64)
+        close(got, ref, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("mining", MINING)
+def test_batch_triplet_vmap_equals_loop(mining):
+    batches = [_batch(s, B=9, D=3, classes=3) for s in range(4)]
+    xs = jnp.stack([b[0] for b in batches])
+    ls = jnp.stack([b[1] for b in batches])
+    f = lambda x, y: jaxloss.batch_triplet_loss(x, y, mining=mining, reduction="none")  # noqa: E731
+    vg = jax.value_and_grad(lambda x, y: jnp.mean(f(x, y)))
+    one = jax.jit(lambda x, y: (f(x, y), vg(x, y)))
+    out, (values, grads) = jax.jit(jax.vmap(lambda x, y: (f(x, y), vg(x, y))))(xs, ls)
+    for i, (x, y) in enumerate(batches):
+        ref_out, (ref_value, ref_grad) = one(x, y)
+        close(out[i], ref_out)
+        close(values[i], ref_value)
+        close(grads[i], ref_grad)
+        close(ref_out, np_reduce_batch(*np_batch_triplet(x, y, 1.0, mining), "none"), rtol=1e-4, atol=1e-5)
+
+
+def _sizes(jaxpr):
+    """Sizes of every intermediate in a jaxpr, sub-jaxprs included."""
+    out = []
+    for eqn in jaxpr.eqns:
+        out += [math.prod(v.aval.shape) for v in eqn.outvars if hasattr(v.aval, "shape")]
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, jax.extend.core.ClosedJaxpr):
+                    out += _sizes(sub.jaxpr)
+                elif isinstance(sub, jax.extend.core.Jaxpr):
+                    out += _sizes(sub)
+    return out
+
+
+@pytest.mark.parametrize("mining", MINING)
+def test_batch_triplet_never_builds_b3(mining):
+    B, D = 40, 3
+    x, labels = _batch(0, B=B, D=D, classes=4)
+    f = jax.value_and_grad(lambda e: jaxloss.batch_triplet_loss(e, labels, mining=mining))
+    sizes = _sizes(jax.make_jaxpr(f)(x).jaxpr)
+    assert max(sizes) <= 2 * B * B, f"{mining}: an intermediate of size {max(sizes)} (B^3 = {B**3})"
+    # and the compiled program's scratch memory stays O(B^2)
+    B = 512
+    x, labels = _batch(0, B=B, D=16, classes=32)
+    compiled = jax.jit(jax.value_and_grad(lambda e: jaxloss.batch_triplet_loss(e, labels, mining=mining))).lower(x).compile()
+    temp = compiled.memory_analysis().temp_size_in_bytes
+    assert temp < 64 * B * B * 4, f"{mining}: {temp} bytes of temporaries at B={B}"
+
+
+# ---------------------------------------------------------------------------
+# NT-Xent and SupCon
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_ntxent_against_reference_and_optax(seed):
+    x, labels = _batch(seed, B=12, D=5, classes=4)
+    sums, counts = np_ntxent(x, labels, 0.07)
+    assert counts.sum() > 0
+    close(jaxloss.ntxent_loss(x, labels), optax.losses.ntxent(jnp.asarray(x), jnp.asarray(labels)), rtol=2e-5)
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.5, 2.0, size=12).astype(np.float32)
+    for red in REDUCTIONS:
+        close(jaxloss.ntxent_loss(x, labels, reduction=red), np_reduce_batch(sums, counts, red), rtol=2e-5, atol=2e-5)
+        close(jaxloss.ntxent_loss(x, labels, reduction=red, weights=w),
+              np_reduce_batch(sums, counts, red, w), rtol=2e-5, atol=2e-5)
+    t = 0.5
+    close(jaxloss.ntxent_loss(x, labels, temperature=t), optax.losses.ntxent(jnp.asarray(x), jnp.asarray(labels), t))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_supcon_against_reference(seed):
+    x, labels = _batch(seed, B=12, D=5, classes=5)
+    per, has = np_supcon(x, labels, 0.1)
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(0.5, 2.0, size=12).astype(np.float32)
+    for red in REDUCTIONS:
+        close(jaxloss.supcon_loss(x, labels, reduction=red), np_reduce_batch(per, has, red), rtol=2e-5, atol=2e-5)
+        close(jaxloss.supcon_loss(x, labels, reduction=red, weights=w),
+              np_reduce_batch(per, has, red, w), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", ["ntxent_loss", "supcon_loss"])
+def test_contrastive_batch_vmap_equals_loop(name):
+    fn = getattr(jaxloss, name)
+    batches = [_batch(s, B=8, D=4, classes=3) for s in range(3)]
+    xs = jnp.stack([b[0] for b in batches])
+    ls = jnp.stack([b[1] for b in batches])
+    close(jax.vmap(fn)(xs, ls), [fn(x, y) for x, y in batches])
+    close(jax.vmap(lambda x, y: fn(x, y, reduction="none"))(xs, ls), [fn(x, y, reduction="none") for x, y in batches])
+
+
+def test_small_temperature_stays_finite():
+    x, labels = _batch(3, B=8, D=4, classes=3)
+    for fn in (jaxloss.ntxent_loss, jaxloss.supcon_loss):
+        value, g = jax.value_and_grad(lambda e: fn(e, labels, temperature=1e-3))(x)
+        assert finite((value, g))
+
+
+# ---------------------------------------------------------------------------
+# Cosine embedding and margin ranking (PyTorch semantics)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_cosine_embedding_against_reference(reduction):
+    rng = np.random.default_rng(4)
+    x1 = rng.normal(size=(10, 6)).astype(np.float32)
+    x2 = rng.normal(size=(10, 6)).astype(np.float32)
+    y = np.where(rng.uniform(size=10) < 0.5, 1, -1).astype(np.int32)
+    per = np_cosine_embedding(x1, x2, y, margin=0.1)
+    close(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction=reduction), np_reduce(per, reduction))
+    w = rng.uniform(0.5, 2.0, size=10).astype(np.float32)
+    where = np.arange(10) % 3 != 0
+    close(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction=reduction, weights=w, where=where),
+          np_reduce(per, reduction, w, where))
+    # 0 is accepted as the dissimilar label
+    close(jaxloss.cosine_embedding_loss(x1, x2, np.where(y > 0, 1, 0), margin=0.1, reduction=reduction),
+          np_reduce(per, reduction))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_margin_ranking_against_reference(reduction):
+    rng = np.random.default_rng(5)
+    x1 = rng.normal(size=(3, 7)).astype(np.float32)
+    x2 = rng.normal(size=(3, 7)).astype(np.float32)
+    y = np.where(rng.uniform(size=(3, 7)) < 0.5, 1.0, -1.0).astype(np.float32)
+    per = np_margin_ranking(x1, x2, y, 0.3)
+    close(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction), np_reduce(per, reduction))
+    w = rng.uniform(0.5, 2.0, size=(3, 7)).astype(np.float32)
+    where = rng.uniform(size=(3, 7)) < 0.6
+    close(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction, weights=w, where=where),
+          np_reduce(per, reduction, w, where))
+
+
+# ---------------------------------------------------------------------------
+# Edge inputs: identical embeddings, zero vectors, empty masks, no positives
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("p, squared", [(1, False), (2, False), (2, True), (3, False), (3, True), (math.inf, False)])
+def test_triplet_identical_and_zero_embeddings(p, squared):
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(3, 4)).astype(np.float32)
+    f = jax.jit(jax.value_and_grad(
+        lambda *xs: jaxloss.triplet_loss(*xs, p=p, swap=True, squared=squared, margin=0.5), argnums=(0, 1, 2)))
+    for args in ((a, a, a), (np.zeros_like(a),) * 3, (a, a, a + 1.0), (a, a + 1.0, a)):
+        value, grads = f(*args)
+        assert finite((value, grads))
+    close(f(a, a, a)[0], 0.5)
+
+
+def test_pair_losses_identical_and_zero_embeddings():
+    a = np.random.default_rng(7).normal(size=(4, 3)).astype(np.float32)
+    z = np.zeros_like(a)
+    for x1, x2 in ((a, a), (z, z), (z, a)):
+        for y in (np.ones(4, np.float32), np.zeros(4, np.float32)):
+            value, g = jax.value_and_grad(jaxloss.contrastive_loss, argnums=(0, 1))(x1, x2, y)
+            assert finite((value, g))
+        yy = np.array([1, -1, 1, -1], np.float32)
+        value, g = jax.value_and_grad(jaxloss.cosine_embedding_loss, argnums=(0, 1))(x1, x2, yy)
+        assert finite((value, g))
+    # identical dissimilar pair: loss 0.5 m^2 per pair
+    close(jaxloss.contrastive_loss(a, a, np.zeros(4), margin=2.0), 2.0)
+
+
+BATCH_LOSSES = {
+    **{f"batch_triplet_{m}": (lambda x, y, m=m, **kw: jaxloss.batch_triplet_loss(x, y, mining=m, **kw)) for m in MINING},
+    **{f"batch_triplet_{m}_squared": (lambda x, y, m=m, **kw: jaxloss.batch_triplet_loss(x, y, mining=m, squared=True, **kw))
+       for m in MINING},
+    "ntxent": jaxloss.ntxent_loss,
+    "supcon": jaxloss.supcon_loss,
+}
+
+
+BATCH_REFS = {
+    **{f"batch_triplet_{m}": (lambda x, y, m=m: np_batch_triplet(x, y, 1.0, m)) for m in MINING},
+    "ntxent": lambda x, y: np_ntxent(x, y, 0.07),
+    "supcon": lambda x, y: np_supcon(x, y, 0.1),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_LOSSES))
+def test_batch_losses_edge_inputs_finite(name):
+    fn = BATCH_LOSSES[name]
+    x, labels = _batch(8, B=6, D=3, classes=2)
+    f = jax.jit(jax.value_and_grad(lambda e: jnp.sum(fn(e, labels, reduction="none"))))
+    g = jax.jit(jax.value_and_grad(lambda e: fn(e, labels)))
+    for emb in (np.ones_like(x), np.zeros_like(x), np.concatenate([x[:3], x[:3]]), np.full_like(x, 1e-20)):
+        assert finite(f(emb)), name  # identical, zero, duplicated, tiny embeddings
+        assert finite(g(emb)), name
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_REFS))
+def test_no_positive_pair_gives_zero_and_zero_gradient(name):
+    fn = BATCH_LOSSES[name]
+    x, _ = _batch(9, B=6, D=3)
+    distinct = np.arange(6, dtype=np.int32)
+    for emb, lab in ((x, distinct), (x[:1], distinct[:1])):
+        value, g = jax.value_and_grad(lambda e: jnp.sum(fn(e, lab, reduction="none")))(emb)
+        assert float(value) == 0.0
+        assert np.all(np.asarray(g) == 0.0)
+        value, g = jax.value_and_grad(lambda e: fn(e, lab))(emb)
+        assert float(value) == 0.0
+        assert np.all(np.asarray(g) == 0.0)
+    if name.startswith("batch_triplet") or name == "ntxent":
+        # one class only: no negatives, so no triplet / every pair loss 0
+        value, g = jax.value_and_grad(lambda e: fn(e, np.zeros(6, np.int32)))(x)
+        assert float(value) == 0.0 and np.all(np.asarray(g) == 0.0)
+
+
+def test_ntxent_no_positive_where_optax_is_nan():
+    x, _ = _batch(10, B=5, D=3)
+    labels = np.arange(5, dtype=np.int32)
+    assert np.isnan(float(optax.losses.ntxent(jnp.asarray(x), jnp.asarray(labels))))
+    assert float(jaxloss.ntxent_loss(x, labels)) == 0.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_core lays a [B] `where` onto every input of shape [B], so masked anchors' labels "
+    "become 0 and change the other anchors' pairs; needs a decorator option to skip input "
+    "masking for in-batch losses (see the helper's report)",
+)
+@pytest.mark.parametrize("name", sorted(BATCH_REFS))
+def test_where_masks_anchors_only(name):
+    # A masked anchor leaves the value and the mean but still serves as a
+    # positive or negative of the other anchors.
+    fn, ref = BATCH_LOSSES[name], BATCH_REFS[name]
+    x, labels = _batch(13, B=10, D=3, classes=3)
+    sums, counts = ref(x, labels)
+    where = np.arange(10) % 3 != 0
+    w = np.linspace(0.5, 2.0, 10).astype(np.float32)
+    for red in REDUCTIONS:
+        close(fn(x, labels, reduction=red, where=where, weights=w),
+              np_reduce_batch(sums, counts, red, w, where), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("name", sorted(BATCH_REFS))
+def test_fully_masked_batch(name):
+    fn = BATCH_LOSSES[name]
+    x, labels = _batch(11, B=6, D=3, classes=2)
+    value, g = jax.value_and_grad(lambda e: fn(e, labels, where=np.zeros(6, bool)))(x)
+    assert float(value) == 0.0 and np.all(np.asarray(g) == 0.0)
+
+
+# ---------------------------------------------------------------------------
+# Errors
+# ---------------------------------------------------------------------------
+
+
+def test_errors():
+    x, labels = _batch(12, B=6, D=3)
+    with pytest.raises(ValueError, match="batch_triplet_loss: mining must be one of"):
+        jaxloss.batch_triplet_loss(x, labels, mining="hardest")
+    with pytest.raises(ValueError, match=r"batch_triplet_loss: labels must have shape \(6,\)"):
+        jaxloss.batch_triplet_loss(x, labels[:5])
+    with pytest.raises(ValueError, match=r"ntxent_loss: embeddings must have shape \[B, D\]"):
+        jaxloss.ntxent_loss(x[0], labels[:1])
+    with pytest.raises(TypeError, match="supcon_loss: labels must hold integer"):
+        jaxloss.supcon_loss(x, labels.astype(np.float32))
+    with pytest.raises(ValueError, match="ntxent_loss: temperature"):
+        jaxloss.ntxent_loss(x, labels, temperature=0.0)
+    with pytest.raises(ValueError, match="triplet_loss: p must be a positive"):
+        jaxloss.triplet_loss(x, x, x, p=0)
+    with pytest.raises(TypeError, match="triplet_loss: swap must be True or False"):
+        jaxloss.triplet_loss(x, x, x, swap=1)
+    with pytest.raises(ValueError, match=r"triplet_loss: anchor and positive and negative must have the same shape"):
+        jaxloss.triplet_loss(x, x[:, :2], x)
+    with pytest.raises(ValueError, match=r"contrastive_loss: similar must have shape \(6,\)"):
+        jaxloss.contrastive_loss(x, x, labels[:, None])
+    with pytest.raises(ValueError, match="cosine_embedding_loss: y must take values in"):
+        jaxloss.cosine_embedding_loss(x, x, np.full(6, 2))
+    with pytest.raises(ValueError, match="margin_ranking_loss: y must take values in"):
+        jaxloss.margin_ranking_loss(x, x, np.zeros_like(x))
+    with pytest.raises(ValueError, match="cosine_embedding_loss: margin"):
+        jaxloss.cosine_embedding_loss(x, x, np.ones(6), margin=1.5)
