@@ -12,15 +12,19 @@ masked example's embeddings are replaced by zeros before the kernel runs.
 :func:`supcon_loss`) take a batch ``embeddings [B, D]`` with integer
 ``labels [B]`` (equal labels = a positive pair) and form every pair or triplet
 inside the batch with masks, so shapes are static and they run under ``jit`` and
-``vmap`` (``vmap`` over a leading axis gives one loss per batch). They return one
-value per *anchor* with ``reduction="none"``: the anchor's summed term
-:math:`w_a \ell_a` below, 0 for an anchor that has nothing to count. Each anchor
-also carries a count :math:`w_a` (its number of counted pairs/triplets, or 1),
-and ``"mean"`` is :math:`\sum_a w_a \ell_a / \sum_a w_a` -- the mean over
-counted pairs/triplets -- and 0 (with zero gradients) when nothing is counted.
-``weights`` (shape ``[B]``) multiply each anchor's terms; ``where`` (shape
-``[B]``) leaves anchors out of the value and the mean, but a masked example
-still serves as a positive or negative for the other anchors.
+``vmap`` (``vmap`` over a leading axis gives one loss per batch). With
+``reduction="none"`` they return one value per *anchor*, :math:`S_a`, the sum of
+the anchor's counted terms (0 for an anchor with nothing to count). Each anchor
+also has a count :math:`n_a` (its number of counted pairs/triplets, or 1), and
+``"mean"`` is :math:`\sum_a S_a / \sum_a n_a` -- the mean over every counted
+pair/triplet of the batch -- and 0 (with zero gradients) when nothing is
+counted; ``"sum"`` is :math:`\sum_a S_a`. ``weights`` (shape ``[B]``) weigh
+anchors: ``"mean"`` is :math:`\sum_a w_a S_a / \sum_a w_a n_a`, and a zero
+weight leaves an anchor out while it still serves as a positive or negative of
+the other anchors. ``where`` (shape ``[B]``) also leaves anchors out, but note
+that the shared decorator currently lays a ``[B]`` mask onto every input of
+that shape, ``labels`` included, so a masked example's label reads as 0 for the
+other anchors; use zero ``weights`` for the exact anchor-only semantics.
 
 Every distance and normalisation has a finite gradient at zero distance
 (identical embeddings) and at zero vectors: Euclidean distances use
@@ -469,9 +473,9 @@ def _batch_all(d, pos, neg, margin):
     csum = jnp.concatenate([jnp.zeros_like(csum[:, :1]), csum], axis=-1)
     prefix = jnp.take_along_axis(csum, k, axis=-1)
     terms = jnp.where(k > 0, k.astype(d.dtype) * thr - prefix, 0.0)
-    total = jnp.sum(terms, axis=-1)
+    valid = jnp.any(pos, axis=-1) & has_neg
     count = jnp.sum(k, axis=-1).astype(d.dtype)
-    return safe_div(total, count), count
+    return jnp.sum(terms, axis=-1), valid.astype(d.dtype), count
 
 
 def _batch_hard(d, pos, neg, margin):
@@ -498,7 +502,7 @@ def _semi_hard(d, pos, neg, margin):
     gap = jnp.where(valid, d - jnp.where(valid, chosen, 0.0), 0.0)
     terms = jnp.where(valid, jax.nn.relu(gap + margin), 0.0)
     count = jnp.sum(valid, axis=-1).astype(d.dtype)
-    return safe_div(jnp.sum(terms, axis=-1), count), count
+    return jnp.sum(terms, axis=-1), jnp.any(valid, axis=-1).astype(d.dtype), count
 
 
 @loss(family="metric", static=("mining", "squared"), checks={"margin": NONNEGATIVE},
@@ -519,20 +523,21 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
     * ``"batch_all"``: every valid triplet. ``"mean"`` averages over the *active*
       triplets, those with :math:`\ell > 0` (Hermans et al.'s "batch all
       :math:`\neq 0`", as pytorch-metric-learning's ``AvgNonZeroReducer``); an
-      anchor's count :math:`w_a` is its number of active triplets, and
+      anchor's count :math:`n_a` is its number of active triplets, and
       ``"sum"`` is the sum over all valid triplets (inactive ones add 0).
     * ``"batch_hard"``: per anchor, its farthest positive and closest negative,
       :math:`\max(0, \max_p d_{ap} - \min_n d_{an} + m)`; ``"mean"`` is over
-      anchors (:math:`w_a = 1`).
+      anchors (:math:`n_a = 1`).
     * ``"semi_hard"``: per anchor-positive pair, the closest negative farther
       than the positive (:math:`d_{an} > d_{ap}`; FaceNet's semi-hard negative
       when it lies within the margin). When the pair has no such negative (every
       negative is closer than the positive) the *farthest* negative is used, as
       TensorFlow Addons' ``triplet_semihard_loss``. ``"mean"`` is over
-      anchor-positive pairs (:math:`w_a` = the anchor's number of positives).
+      anchor-positive pairs (:math:`n_a` = the anchor's number of positives).
 
     Anchors without a positive or without a negative count for nothing
-    (:math:`w_a = 0`); a batch with no valid triplet gives 0 and zero gradients.
+    (:math:`S_a = n_a = 0`); a batch with no valid triplet gives 0 and zero
+    gradients.
     Nothing of size :math:`B^3` is built: distances are one ``[B, B]`` Gram
     matrix (``Precision.HIGHEST``), and ``batch_all``/``semi_hard`` sort each
     anchor's negative distances and use ``searchsorted`` and prefix sums, so every
@@ -545,15 +550,15 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
       mining: static, ``"batch_all"`` (default), ``"batch_hard"`` or ``"semi_hard"``.
       squared: static, use squared Euclidean distances.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``/``None``.
-      weights: ``[B]`` per-anchor weights (multiply each of the anchor's terms).
-      where: ``[B]`` boolean; leaves anchors out (they still act as positives
-        and negatives of other anchors).
+      weights: ``[B]`` per-anchor weights (multiply each of the anchor's terms
+        and its count); 0 leaves the anchor out.
+      where: ``[B]`` boolean anchor mask (see the module docstring).
 
     Returns:
       The reduced loss; with ``reduction="none"`` a ``[B]`` array with, per
-      anchor, the sum of its counted terms :math:`w_a \ell_a` (the hardest
-      triplet's loss for ``batch_hard``), so that ``"sum"`` is its sum and
-      ``"mean"`` its sum divided by :math:`\sum_a w_a`.
+      anchor, the sum :math:`S_a` of its counted terms (the hardest triplet's
+      loss for ``batch_hard``), so that ``"sum"`` is its sum and ``"mean"`` its
+      sum divided by :math:`\sum_a n_a`.
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -587,10 +592,9 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
                         = \operatorname{softplus}\Bigl(\operatorname{LSE}_{k:\,y_k \ne y_i} s_{ik} - s_{ij}\Bigr)
 
     and ``"mean"`` is the mean over all positive pairs -- the same value as
-    ``optax.losses.ntxent`` (and pytorch-metric-learning's ``NTXentLoss``), with
-    the same unit-vector floor; where optax returns NaN (no positive pair in
+    ``optax.losses.ntxent``, with the same unit-vector floor; where optax returns NaN (no positive pair in
     the batch) this returns 0 with zero gradients. An anchor's count
-    :math:`w_i` is its number of positives; a batch of one class has no
+    :math:`n_i` is its number of positives; a batch of one class has no
     negatives and gives 0. For SimCLR, stack the two views and give each pair
     of views one label.
 
@@ -619,7 +623,7 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
     counted = pos & has_neg
     pair = jnp.where(counted, jax.nn.softplus(lse_neg[:, None] - jnp.where(counted, s, 0.0)), 0.0)
     n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
-    return safe_div(jnp.sum(pair, axis=-1), n_pos), n_pos
+    return jnp.sum(pair, axis=-1), (n_pos > 0).astype(s.dtype), n_pos
 
 
 @loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
@@ -635,7 +639,7 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
                        \log\frac{e^{s_{ip}}}{\sum_{a \in A(i)} e^{s_{ia}}}
                      = \operatorname{LSE}_{a \in A(i)} s_{ia} - \frac{1}{|P(i)|}\sum_{p\in P(i)} s_{ip}
 
-    ``"mean"`` is over anchors that have at least one positive (:math:`w_i = 1`;
+    ``"mean"`` is over anchors that have at least one positive (:math:`n_i = 1`;
     anchors without a positive are left out, where the reference code would
     divide by zero). The reference implementation's extra factor
     ``temperature / base_temperature`` is not applied (it is 1 at its defaults).

@@ -544,6 +544,18 @@ def test_ntxent_no_positive_where_optax_is_nan():
     assert float(jaxloss.ntxent_loss(x, labels)) == 0.0
 
 
+@pytest.mark.parametrize("name", sorted(BATCH_REFS))
+def test_zero_weight_leaves_anchor_out(name):
+    # A zero-weight anchor leaves the value and the mean but still serves as a
+    # positive or negative of the other anchors.
+    fn, ref = BATCH_LOSSES[name], BATCH_REFS[name]
+    x, labels = _batch(13, B=10, D=3, classes=3)
+    sums, counts = ref(x, labels)
+    w = np.where(np.arange(10) % 3 != 0, np.linspace(0.5, 2.0, 10), 0.0).astype(np.float32)
+    for red in REDUCTIONS:
+        close(fn(x, labels, reduction=red, weights=w), np_reduce_batch(sums, counts, red, w), rtol=2e-5, atol=2e-5)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="_core lays a [B] `where` onto every input of shape [B], so masked anchors' labels "
