@@ -10,6 +10,9 @@ backward pass doubles it. This module never builds that array:
   the number of chunks); a ``jax.custom_vjp`` backward pass recomputes each
   chunk's logits and accumulates the gradients of ``hidden``, ``weight`` and
   ``bias`` chunk by chunk. Peak temporary memory is a few ``[N, chunk]`` blocks.
+  Inside ``jax.shard_map`` with ``axis_name=``, ``weight`` is a vocabulary
+  slice and the per-token statistics are combined across devices, so tensor
+  parallelism needs neither the logits nor a gathered weight.
 * :func:`vocab_parallel_cross_entropy` is the cross-entropy for use inside
   ``jax.shard_map`` when each device holds a contiguous slice of the vocabulary:
   three small all-reduces (max, target logit, sum of exponentials) instead of an
@@ -102,9 +105,38 @@ def _chunk_start(k, chunk, vocab):
     return jnp.minimum(k * chunk, vocab - chunk)
 
 
-def _lce_stats(cfg, hidden, weight, bias, labels, cap):
-    """One streaming pass over the vocabulary: per-row log-sum-exp, sum of
-    (capped) logits and target logit."""
+def _vma(*xs) -> frozenset:
+    """Mesh axes over which any of ``xs`` varies inside ``shard_map`` (empty outside)."""
+    out: frozenset = frozenset()
+    for x in xs:
+        if x is None:
+            continue
+        aval = jax.typeof(x)
+        names = getattr(aval, "vma", None)  # jax < 0.9
+        if names is None:
+            names = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
+        out |= frozenset(names or ())
+    return out
+
+
+def _varying(x, names):
+    """``x`` marked varying over the mesh axes ``names`` (loop carries must have
+    the type of the loop body's results inside ``shard_map``)."""
+    missing = tuple(sorted(frozenset(names) - _vma(x)))
+    return lax.pcast(x, missing, to="varying") if missing else x
+
+
+def _sum_to(d, x):
+    """Sum a cotangent ``d`` over the mesh axes along which it varies but its
+    primal ``x`` does not (e.g. a replicated weight's gradient over a
+    batch-sharded axis)."""
+    extra = tuple(sorted(_vma(d) - _vma(x)))
+    return lax.psum(d, extra) if extra else d
+
+
+def _local_stats(cfg, hidden, weight, bias, labels, cap):
+    """One streaming pass over the (local) vocabulary: per-row log-sum-exp, sum
+    of (capped) logits and target logit (0 when the label is not in this slice)."""
     chunk = cfg[0]
     n = hidden.shape[0]
     vocab = weight.shape[0]
@@ -126,24 +158,49 @@ def _lce_stats(cfg, hidden, weight, bias, labels, cap):
         zy = zy + jnp.sum(jnp.where(hit, z, 0), axis=1)
         return m_new, s, sz, zy
 
-    init = (
-        jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc),
+    names = _vma(hidden, weight, bias, labels, cap)
+    init = tuple(
+        _varying(x, names)
+        for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc))
     )
     m, s, sz, zy = lax.fori_loop(0, num_chunks, body, init)
-    lse = m + jnp.log(s)
-    return lse, sz, zy
+    return m + jnp.log(s), sz, zy
+
+
+def _local_labels(cfg, labels, v_local):
+    """Labels relative to this device's vocabulary slice (the labels themselves
+    without a vocabulary axis)."""
+    axis_name = cfg[2]
+    if axis_name is None:
+        return labels
+    return labels - lax.axis_index(axis_name) * v_local
+
+
+def _stats(cfg, hidden, weight, bias, labels, cap):
+    """``(lse, sum_j z_j, z_label, V)`` per row over the whole vocabulary: one
+    streaming pass, then (vocabulary sharded over ``axis_name``) one ``pmax``
+    and one ``psum`` of ``[N]`` vectors."""
+    axis_name = cfg[2]
+    v_local = weight.shape[0]
+    lse, sz, zy = _local_stats(cfg, hidden, weight, bias, _local_labels(cfg, labels, v_local), cap)
+    if axis_name is None:
+        return lse, sz, zy, v_local
+    m = lax.pmax(lax.stop_gradient(lse), axis_name)
+    e, sz, zy = lax.psum((jnp.exp(lse - m), sz, zy), axis_name)
+    return m + jnp.log(e), sz, zy, v_local * lax.axis_size(axis_name)
 
 
 def _row_status(cfg, labels, vocab):
-    ignore_index = cfg[2]
+    ignore_index = cfg[3]
     in_range = (labels >= 0) & (labels < vocab)
     ignored = jnp.zeros_like(in_range) if ignore_index is None else labels == ignore_index
     return in_range, ignored
 
 
-def _lce_loss_from_stats(cfg, lse, sz, zy, labels, vocab, eps, zl):
+def _rows(cfg, lse, sz, zy, labels, vocab, eps, zl):
+    """``(1 - eps)(lse - z_y) + eps (lse - mean_j z_j) + zl lse^2``; NaN for an
+    out-of-range label, 0 for an ignored one."""
     in_range, ignored = _row_status(cfg, labels, vocab)
-    # (1 - eps) (lse - z_y) + eps (lse - mean_c z_c) + z_loss lse^2
     value = lse - (1.0 - eps) * zy - eps * (sz / vocab) + zl * lse * lse
     value = jnp.where(in_range, value, jnp.nan)
     return jnp.where(ignored, jnp.zeros_like(value), value)
@@ -151,44 +208,48 @@ def _lce_loss_from_stats(cfg, lse, sz, zy, labels, vocab, eps, zl):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _lce(cfg, hidden, weight, bias, labels, eps, zl, cap):
-    lse, sz, zy = _lce_stats(cfg, hidden, weight, bias, labels, cap)
-    return _lce_loss_from_stats(cfg, lse, sz, zy, labels, weight.shape[0], eps, zl)
+    lse, sz, zy, vocab = _stats(cfg, hidden, weight, bias, labels, cap)
+    return _rows(cfg, lse, sz, zy, labels, vocab, eps, zl)
 
 
 def _lce_fwd(cfg, hidden, weight, bias, labels, eps, zl, cap):
-    lse, sz, zy = _lce_stats(cfg, hidden, weight, bias, labels, cap)
-    out = _lce_loss_from_stats(cfg, lse, sz, zy, labels, weight.shape[0], eps, zl)
+    lse, sz, zy, vocab = _stats(cfg, hidden, weight, bias, labels, cap)
+    out = _rows(cfg, lse, sz, zy, labels, vocab, eps, zl)
     return out, (hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy)
 
 
 def _lce_bwd(cfg, res, g):
     hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy = res
     chunk = cfg[0]
-    vocab = weight.shape[0]
+    v_local = weight.shape[0]
+    vocab = v_local if cfg[2] is None else v_local * lax.axis_size(cfg[2])
     acc = _acc_dtype(hidden, weight)
-    num_chunks = -(-vocab // chunk)
+    num_chunks = -(-v_local // chunk)
     cols = lax.iota(jnp.int32, chunk)
     in_range, ignored = _row_status(cfg, labels, vocab)
-    # Rows that get a gradient: counted, and with a nonzero cotangent. Zeroing the
-    # others (and their hidden states) keeps a NaN in a masked row out of dW.
+    local = _local_labels(cfg, labels, v_local)
+    # Rows that get a gradient: counted, and with a nonzero cotangent. Zeroing
+    # the others (and their hidden states) keeps a NaN in a masked or ignored
+    # row out of every gradient.
     live = in_range & ~ignored & (g != 0)
     gr = jnp.where(live, g, 0).astype(acc)
     h = jnp.where(live[:, None], hidden, jnp.zeros_like(hidden))
     lse_live = jnp.where(live, lse, 0)
-    a = gr * (1.0 + 2.0 * zl * lse_live)  # coefficient of softmax p_j
-    t = gr * (1.0 - eps)  # coefficient of the one-hot target
-    u = gr * (eps / vocab)  # coefficient of the uniform smoothing target
+    # dl/dz_j = (1 + 2 zl lse) p_j - (1 - eps) [j = y] - eps / V
+    a = (gr * (1.0 + 2.0 * zl * lse_live))[:, None]
+    t = (gr * (1.0 - eps))[:, None]
+    u = (gr * (eps / vocab))[:, None]
 
     def body(k, carry):
         dh, dw, db, dcap = carry
-        start = _chunk_start(k, chunk, vocab)
+        start = _chunk_start(k, chunk, v_local)
         logits, z = _chunk_logits(cfg, h, weight, bias, cap, start)
         col = start + cols
         fresh = (col >= k * chunk)[None, :]
-        # exp(-inf) = 0 in rows that get no gradient (whatever their logits are).
-        p = jnp.exp(jnp.where(live[:, None], z - lse[:, None], -jnp.inf))
-        hit = col[None, :] == labels[:, None]
-        dz = a[:, None] * p - jnp.where(hit, t[:, None], 0) - u[:, None]
+        # exp(-inf) = 0 in rows that get no gradient, whatever their logits.
+        p = jnp.exp(jnp.where(live[:, None], z - lse_live[:, None], -jnp.inf))
+        hit = col[None, :] == local[:, None]
+        dz = a * p - jnp.where(hit, t, 0) - u
         dz = jnp.where(fresh, dz, 0)
         if cap is not None:
             th = z / cap
@@ -211,28 +272,35 @@ def _lce_bwd(cfg, res, g):
             db = lax.dynamic_update_slice_in_dim(db, old_b + jnp.sum(dz, axis=0).astype(db.dtype), start, axis=0)
         return dh, dw, db, dcap
 
+    names = _vma(hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy, g)
     init = (
-        jnp.zeros(hidden.shape, acc),
-        jnp.zeros(weight.shape, weight.dtype),
-        None if bias is None else jnp.zeros(bias.shape, bias.dtype),
-        jnp.zeros((), acc),
+        _varying(jnp.zeros(hidden.shape, acc), names),
+        _varying(jnp.zeros(weight.shape, weight.dtype), names),
+        None if bias is None else _varying(jnp.zeros(bias.shape, bias.dtype), names),
+        _varying(jnp.zeros((), acc), names),
     )
     dh, dw, db, dcap = lax.fori_loop(0, num_chunks, body, init)
-    # Hyper-parameter cotangents (these are traced, so they can be differentiated).
+    # The hyper-parameters are traced, so they get their cotangents too.
     deps = jnp.sum(gr * jnp.where(live, zy - sz / vocab, 0))
     dzl = jnp.sum(gr * lse_live * lse_live)
+
+    def like(d, x):
+        if x is None:
+            return None
+        return _sum_to(jnp.broadcast_to(d, jnp.shape(x)).astype(jnp.result_type(x)), x)
+
     return (
-        dh.astype(hidden.dtype),
-        dw,
-        db,
-        None,
-        jnp.broadcast_to(deps, jnp.shape(eps)).astype(jnp.result_type(eps)),
-        jnp.broadcast_to(dzl, jnp.shape(zl)).astype(jnp.result_type(zl)),
-        None if cap is None else jnp.broadcast_to(dcap, jnp.shape(cap)).astype(jnp.result_type(cap)),
+        like(dh, hidden), like(dw, weight), like(db, bias), None, like(deps, eps), like(dzl, zl), like(dcap, cap),
     )
 
 
 _lce.defvjp(_lce_fwd, _lce_bwd)
+
+
+def _to_varying(x, axis_name):
+    """Mark ``x`` as varying over ``axis_name`` inside ``shard_map`` (a no-op when
+    it already is), so that its cotangent is summed over the axis."""
+    return _varying(x, tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,))
 
 
 # ---------------------------------------------------------------------------
@@ -250,7 +318,7 @@ def _lce_sample(rng: np.random.Generator) -> tuple:
 _PRECISIONS = (None, "default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
 
 
-def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_size, precision, **_):
+def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_size, precision, axis_name, **_):
     if hidden.ndim < 1:
         raise ValueError(f"{name}: hidden must have shape [..., D], got a scalar")
     if weight.ndim != 2:
@@ -279,12 +347,15 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
         raise TypeError(f"{name}: ignore_index must be an int or None, got {ignore_index!r}")
     if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
         raise ValueError(f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}")
-    check_labels(name, labels, weight.shape[0], ignore_index)
+    if axis_name is None:
+        check_labels(name, labels, weight.shape[0], ignore_index)
+    else:
+        _check_nonnegative_labels(name, labels, ignore_index)
 
 
 @loss(
     family="large_vocab",
-    static=("ignore_index", "chunk_size", "precision"),
+    static=("ignore_index", "chunk_size", "precision", "axis_name"),
     checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "logit_softcap": POSITIVE},
     label_inputs=("labels",),
     same_shape=(),
@@ -307,6 +378,7 @@ def linear_cross_entropy(
     logit_softcap=None,
     chunk_size=None,
     precision=None,
+    axis_name=None,
 ):
     r"""Cross-entropy of a linear head, without materialising the logits.
 
@@ -332,6 +404,11 @@ def linear_cross_entropy(
     size for any number of chunks. ``V`` need not be a multiple of
     ``chunk_size``: the last chunk is shifted to end at ``V`` and its overlap is
     masked, so ``weight`` is never padded or copied.
+
+    Under ``jit`` with the batch sharded (``NamedSharding``) it needs nothing
+    special; with ``weight`` sharded over the vocabulary GSPMD gives the same
+    result but gathers ``weight`` -- for tensor parallelism without that, call
+    it inside ``shard_map`` with ``axis_name`` (see ``docs/large_vocab.md``).
 
     Matrix products accumulate in float32 (``preferred_element_type``), float64
     for float64 inputs. Note that jaxloss's dtype policy computes bf16/f16
@@ -359,8 +436,18 @@ def linear_cross_entropy(
         :func:`default_chunk_size` (``N * chunk_size <= 2**25``, at most 8192).
       precision: ``lax.dot_general`` precision of the products (static), e.g.
         ``"highest"`` for full float32 on TPU.
+      axis_name: ``None`` (default), or -- inside ``jax.shard_map`` -- the mesh
+        axis (or tuple of axes) over which the vocabulary is split: ``weight``
+        (and ``bias``) are then this device's contiguous slice ``[V_local, D]``
+        and ``labels`` are global. Each device streams over its slice and the
+        per-token log-sum-exp, target logit and logit sum are combined with one
+        ``pmax`` and one ``psum`` of ``[N]`` vectors: no logits and no weight
+        are gathered. The result is the same on every device of the axis.
+        Static.
       reduction, weights, where: as for every jaxloss loss (per-token
-        ``weights``/``where`` of ``labels``' shape).
+        ``weights``/``where`` of ``labels``' shape). Under ``shard_map`` the
+        reduction is over the tokens this device holds (``jax.lax.pmean`` or
+        ``psum`` it over a batch axis).
 
     Returns:
       The reduced loss (float32 for bf16/f32 inputs); with ``reduction="none"``
@@ -382,23 +469,21 @@ def linear_cross_entropy(
     """
     lead = labels.shape
     d = hidden.shape[-1]
-    vocab = weight.shape[0]
+    v_local = weight.shape[0]
     h2 = hidden.reshape((-1, d))
     y = labels.reshape((-1,)).astype(jnp.int32)
-    chunk = default_chunk_size(h2.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
+    chunk = default_chunk_size(h2.shape[0], v_local) if chunk_size is None else min(int(chunk_size), v_local)
     dtype = _acc_dtype(hidden, weight)
-    cfg = (chunk, precision, ignore_index)
+    cap = None if logit_softcap is None else jnp.asarray(logit_softcap, dtype)
+    if axis_name is not None:
+        # Gradients of hidden and cap are partial sums over the vocabulary
+        # shards: marking them varying makes JAX sum them over the axis.
+        h2 = _to_varying(h2, axis_name)
+        cap = None if cap is None else _to_varying(cap, axis_name)
+    cfg = (chunk, precision, axis_name, ignore_index)
     out = _lce(
-        cfg,
-        h2,
-        weight,
-        bias,
-        y,
-        jnp.asarray(label_smoothing, dtype),
-        jnp.asarray(z_loss, dtype),
-        None if logit_softcap is None else jnp.asarray(logit_softcap, dtype),
-    )
-    out = out.reshape(lead)
+        cfg, h2, weight, bias, y, jnp.asarray(label_smoothing, dtype), jnp.asarray(z_loss, dtype), cap
+    ).reshape(lead)
     if ignore_index is None:
         return out
     return out, (labels != ignore_index).astype(out.dtype)
@@ -407,6 +492,19 @@ def linear_cross_entropy(
 # ---------------------------------------------------------------------------
 # vocab_parallel_cross_entropy: for shard_map with a vocabulary-sharded axis
 # ---------------------------------------------------------------------------
+
+
+def _check_nonnegative_labels(name, labels, ignore_index):
+    """With a sharded vocabulary only the lower bound can be checked up front."""
+    if is_concrete(labels):
+        lab = np.asarray(labels)
+        bad = (lab < 0) if ignore_index is None else (lab < 0) & (lab != ignore_index)
+        if bad.any():
+            raise ValueError(
+                f"{name}: labels must be >= 0"
+                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
+                + f", got {lab[bad][:5].tolist()}"
+            )
 
 
 def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
@@ -424,15 +522,7 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
         )
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
         raise TypeError(f"{name}: ignore_index must be an int or None, got {ignore_index!r}")
-    if is_concrete(labels):
-        lab = np.asarray(labels)
-        bad = (lab < 0) if ignore_index is None else (lab < 0) & (lab != ignore_index)
-        if bad.any():
-            raise ValueError(
-                f"{name}: labels must be >= 0"
-                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
-                + f", got {lab[bad][:5].tolist()}"
-            )
+    _check_nonnegative_labels(name, labels, ignore_index)
 
 
 @loss(
@@ -493,7 +583,7 @@ def vocab_parallel_cross_entropy(
     Example:
       >>> import jax, jax.numpy as jnp, jaxloss
       >>> from jax.sharding import PartitionSpec as P
-      >>> mesh = jax.make_mesh((1,), ("vocab",))
+      >>> mesh = jax.make_mesh((1,), ("vocab",), axis_types=(jax.sharding.AxisType.Auto,))
       >>> f = jax.shard_map(
       ...     lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab"),
       ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())

@@ -1,0 +1,350 @@
+"""Multi-device checks, run on 8 host CPU devices in a separate process.
+
+    python tests/multidevice_check.py   (sets XLA_FLAGS=--xla_force_host_platform_device_count=8)
+
+(tests/test_multidevice.py runs it; the flag must be set before JAX starts,
+which is why this is a script and not a test module). Checks:
+
+1. Data parallelism needs no special code: every loss in ``jaxloss.REGISTRY``,
+   on its registry sample with the batch sharded over the devices
+   (``NamedSharding``, plain ``jit``), gives the values (every reduction, and
+   with a ``where`` mask) and gradients it gives on one device.
+2. ``vocab_parallel_cross_entropy`` under ``shard_map`` with the vocabulary split
+   over devices equals a float64 NumPy sparse cross-entropy of the gathered
+   logits (and ``jaxloss.sparse_cross_entropy`` when it exists) in value and
+   gradient, alone and with the batch split over a second mesh axis.
+3. ``linear_cross_entropy`` with ``weight`` (and ``bias``) sharded over the
+   vocabulary equals one device: under GSPMD (plain ``jit``), and inside
+   ``shard_map`` with ``axis_name``.
+4. The code blocks of docs/large_vocab.md run and their assertions hold.
+
+Prints one line per check and exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import re
+import sys
+import time
+import traceback
+
+_FLAG = "--xla_force_host_platform_device_count=8"
+if _FLAG not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import Mesh, NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import jaxloss  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FAILED: list[str] = []
+PASSED: list[str] = []
+
+
+def check(name):
+    def deco(fn):
+        t0 = time.perf_counter()
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
+            FAILED.append(name)
+            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
+        else:
+            PASSED.append(name)
+            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        return fn
+
+    return deco
+
+
+def close(a, b, what, rtol=2e-5, atol=2e-6):
+    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
+                               err_msg=what)
+
+
+def mesh_of(shape, names):
+    return Mesh(np.array(jax.devices()[: math.prod(shape)]).reshape(shape), names)
+
+
+assert jax.device_count() == 8, f"expected 8 host devices, got {jax.device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')})"
+ONE = jax.devices()[0]
+
+# ---------------------------------------------------------------------------
+# 1. Every registered loss, batch sharded over 8 devices == one device
+# ---------------------------------------------------------------------------
+
+DATA = mesh_of((8,), ("data",))
+
+
+def batch_sharded_equals_one_device(spec):
+    rng = np.random.default_rng(0)
+    inputs = [np.asarray(a) for a in spec.sample(rng)]
+    batch = inputs[0].shape[0]
+    reps = 8 // math.gcd(batch, 8)  # tile the sample so the batch splits over all 8 devices
+    batched = [a.ndim >= 1 and a.shape[0] == batch for a in inputs]
+    inputs = [np.concatenate([a] * reps) if b else a for a, b in zip(inputs, batched)]
+    diff = spec.differentiable
+    loss_shape = jax.eval_shape(lambda *a: spec.fn(*a, reduction="none"), *inputs).shape
+    mask = None
+    if loss_shape and loss_shape[0] == batch * reps:
+        mask = rng.uniform(size=loss_shape) < 0.7
+
+    def everything(*args):
+        def mean(*d):
+            full = list(args[: len(inputs)])
+            for i, x in zip(diff, d):
+                full[i] = x
+            return spec.fn(*full)
+
+        out = {r: spec.fn(*args[: len(inputs)], reduction=r) for r in ("mean", "sum", "none")}
+        out["grad"] = jax.grad(mean, argnums=tuple(range(len(diff))))(*(args[i] for i in diff))
+        if mask is not None:
+            out["where"] = spec.fn(*args[: len(inputs)], where=args[-1])
+        return out
+
+    args = inputs + ([mask] if mask is not None else [])
+    f = jax.jit(everything)
+    single = f(*[jax.device_put(a, ONE) for a in args])
+    shardings = [NamedSharding(DATA, P("data") if b else P()) for b in batched]
+    shardings += [NamedSharding(DATA, P("data"))] if mask is not None else []
+    placed = [jax.device_put(a, s) for a, s in zip(args, shardings)]
+    assert any(len(p.sharding.device_set) == 8 and b for p, b in zip(placed, batched)), "nothing was sharded"
+    sharded = f(*placed)
+    for key in single:
+        for a, b in zip(jax.tree_util.tree_leaves(single[key]), jax.tree_util.tree_leaves(sharded[key])):
+            close(b, a, f"{spec.name}: {key} differs between 8 devices and one", rtol=1e-5, atol=1e-5)
+            assert np.isfinite(np.asarray(a)).all(), f"{spec.name}: {key} not finite"
+
+
+for _spec in sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name):
+    check(f"batch-sharded == one device: {_spec.name}")(lambda s=_spec: batch_sharded_equals_one_device(s))
+
+# ---------------------------------------------------------------------------
+# 2. vocab_parallel_cross_entropy under shard_map == gathered sparse cross-entropy
+# ---------------------------------------------------------------------------
+
+IGNORE = -100
+
+
+def np_sparse_ce(z, y, eps=0.0, zl=0.0, ignore_index=None):
+    """float64 per-token loss and d loss_i / d z_i (0 rows for ignored tokens)."""
+    z = np.asarray(z, np.float64)
+    vocab = z.shape[-1]
+    mx = z.max(-1, keepdims=True)
+    lse = (mx + np.log(np.exp(z - mx).sum(-1, keepdims=True)))[..., 0]
+    ignored = np.zeros(y.shape, bool) if ignore_index is None else y == ignore_index
+    onehot = np.eye(vocab)[np.where(ignored, 0, y)]
+    logp = z - lse[..., None]
+    loss = (1 - eps) * -(onehot * logp).sum(-1) - (eps / vocab) * logp.sum(-1) + zl * lse**2
+    dz = (1 + 2 * zl * lse)[..., None] * np.exp(logp) - (1 - eps) * onehot - eps / vocab
+    loss[ignored] = 0
+    dz[ignored] = 0
+    return loss, (~ignored).astype(np.float64), dz
+
+
+def np_reduce(loss, wi, dz, reduction, weights=None, where=None):
+    w = wi * (1.0 if weights is None else weights) * (1.0 if where is None else where)
+    if reduction == "none":
+        return w * loss, None
+    if reduction == "sum":
+        return (w * loss).sum(), w[..., None] * dz
+    den = w.sum()
+    return (w * loss).sum() / den, (w / den)[..., None] * dz
+
+
+VP_OPTIONS = [
+    {},
+    {"ignore_index": IGNORE, "label_smoothing": 0.1, "z_loss": 1e-3},
+]
+
+
+def vocab_parallel_case(mesh, opts, weights=None, where=None):
+    """Every reduction and its gradient from one compiled program, against the
+    float64 closed form and (when present) sparse_cross_entropy."""
+    rng = np.random.default_rng(1)
+    n, vocab = 16, 40
+    z = (rng.normal(size=(n, vocab)) * 3).astype(np.float32)
+    y = rng.integers(0, vocab, size=(n,)).astype(np.int32)
+    if "ignore_index" in opts:
+        y[[2, 9]] = opts["ignore_index"]
+    data_axis = "data" in mesh.axis_names
+    spec_z, spec_y = (P("data", "vocab"), P("data")) if data_axis else (P(None, "vocab"), P())
+    extra = {k: jnp.asarray(v) for k, v in (("weights", weights), ("where", where)) if v is not None}
+
+    def local(z, y, extra):
+        def vp(reduction):
+            return jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab", reduction=reduction, **opts, **extra)
+
+        if not data_axis:
+            return {r: vp(r) for r in ("mean", "sum", "none")}
+        # batch also split over "data": per-device sums, combined across it
+        total = jax.lax.psum(vp("sum"), "data")
+        count = jnp.ones(y.shape) if "ignore_index" not in opts else (y != opts["ignore_index"]).astype(jnp.float32)
+        for k in extra:
+            count = count * extra[k]
+        return {"mean": total / jax.lax.psum(jnp.sum(count), "data"), "sum": total, "none": vp("none")}
+
+    out_specs = {"mean": P(), "sum": P(), "none": spec_y}
+    f = jax.shard_map(local, mesh=mesh, in_specs=(spec_z, spec_y, {k: spec_y for k in extra}), out_specs=out_specs)
+
+    def everything(z, y, extra):
+        out = f(z, y, extra)
+        for r in ("mean", "sum"):
+            out["grad_" + r] = jax.grad(lambda z: f(z, y, extra)[r])(z)
+        return out
+
+    got = jax.jit(everything)(jnp.asarray(z), jnp.asarray(y), extra)
+    loss, wi, dz = np_sparse_ce(z, y, opts.get("label_smoothing", 0.0), opts.get("z_loss", 0.0),
+                                opts.get("ignore_index"))
+    for r in ("mean", "sum", "none"):
+        want, want_grad = np_reduce(loss, wi, dz, r, weights, where)
+        close(got[r], want, f"{r} value")
+        if r != "none":
+            close(got["grad_" + r], want_grad, f"{r} gradient")
+    if hasattr(jaxloss, "sparse_cross_entropy"):
+        def ref(z):
+            out = {r: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra)
+                   for r in ("mean", "sum", "none")}
+            for r in ("mean", "sum"):
+                out["grad_" + r] = jax.grad(
+                    lambda z: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra))(z)
+            return out
+
+        want = jax.jit(ref)(jnp.asarray(z))
+        for k in want:
+            close(got[k], want[k], f"{k} vs sparse_cross_entropy")
+
+
+VOCAB8 = mesh_of((8,), ("vocab",))
+DATA_VOCAB = mesh_of((2, 4), ("data", "vocab"))
+_w = np.random.default_rng(3).uniform(0, 2, size=16).astype(np.float32)
+_m = np.random.default_rng(4).uniform(size=16) < 0.6
+for _mesh, _label in ((VOCAB8, "8-way vocab"), (DATA_VOCAB, "2 data x 4 vocab")):
+    for _i, _opts in enumerate(VP_OPTIONS):
+        check(f"vocab_parallel_cross_entropy in shard_map == gathered, {_label}, options {_i}")(
+            lambda m=_mesh, o=_opts: vocab_parallel_case(m, o))
+    check(f"vocab_parallel_cross_entropy in shard_map == gathered, {_label}, weights and where")(
+        lambda m=_mesh: vocab_parallel_case(m, VP_OPTIONS[1], weights=_w, where=_m))
+
+
+@check("vocab_parallel_cross_entropy: one pmax and one psum, no all-gather")
+def _collectives():
+    f = jax.jit(jax.shard_map(
+        lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab", label_smoothing=0.1),
+        mesh=VOCAB8, in_specs=(P(None, "vocab"), P()), out_specs=P()))
+    hlo = f.lower(jnp.zeros((16, 40)), jnp.zeros((16,), jnp.int32)).compile().as_text()
+    assert "all-gather" not in hlo, "the logits were gathered"
+
+
+# ---------------------------------------------------------------------------
+# 3. linear_cross_entropy with a vocabulary-sharded weight == one device
+# ---------------------------------------------------------------------------
+
+LCE_OPTIONS = {"ignore_index": IGNORE, "label_smoothing": 0.1, "z_loss": 1e-3, "logit_softcap": 5.0}
+
+
+def lce_data(n=16, dim=8, vocab=104):
+    rng = np.random.default_rng(5)
+    h = rng.normal(size=(n, dim)).astype(np.float32)
+    w = (rng.normal(size=(vocab, dim)) * 0.7).astype(np.float32)
+    b = (rng.normal(size=(vocab,)) * 0.3).astype(np.float32)
+    y = rng.integers(0, vocab, size=(n,)).astype(np.int32)
+    y[[1, 6]] = IGNORE
+    return h, w, b, y
+
+
+def lce_one_device(h, w, b, y, reduction="mean"):
+    def f(h, w, b):
+        return jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=7, reduction=reduction, **LCE_OPTIONS)
+
+    return jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(*(jax.device_put(x, ONE) for x in (h, w, b)))
+
+
+def gspmd_case(mesh, h_spec):
+    h, w, b, y = lce_data()
+    want = lce_one_device(h, w, b, y)
+    vocab_spec = NamedSharding(mesh, P("vocab"))
+    placed = (jax.device_put(h, NamedSharding(mesh, h_spec)), jax.device_put(w, vocab_spec),
+              jax.device_put(b, vocab_spec))
+    assert len(placed[1].sharding.device_set) == mesh.size
+    got = jax.jit(jax.value_and_grad(
+        lambda h, w, b: jaxloss.linear_cross_entropy(h, w, jnp.asarray(y), bias=b, chunk_size=7, **LCE_OPTIONS),
+        argnums=(0, 1, 2)))(*placed)
+    close(got[0], want[0], "value")
+    for g, r, n in zip(got[1], want[1], ("hidden", "weight", "bias")):
+        close(g, r, f"d {n}")
+
+
+check("linear_cross_entropy, GSPMD, weight 8-way over vocab")(lambda: gspmd_case(VOCAB8, P()))
+check("linear_cross_entropy, GSPMD, hidden 2-way over data x weight 4-way over vocab")(
+    lambda: gspmd_case(DATA_VOCAB, P("data")))
+
+
+def shard_map_case(mesh):
+    h, w, b, y = lce_data()
+    want = lce_one_device(h, w, b, y)
+    data_axis = "data" in mesh.axis_names
+
+    def local(h, w, b, y):
+        s = jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=7, axis_name="vocab", reduction="sum",
+                                         **LCE_OPTIONS)
+        count = jnp.sum(y != IGNORE).astype(jnp.float32)
+        if data_axis:
+            s, count = jax.lax.psum((s, count), "data")
+        return s / count  # the global mean over counted tokens
+
+    h_spec = P("data") if data_axis else P()
+    f = jax.shard_map(local, mesh=mesh, in_specs=(h_spec, P("vocab"), P("vocab"), h_spec), out_specs=P())
+    vg = jax.jit(jax.value_and_grad(lambda h, w, b: f(h, w, b, jnp.asarray(y)), argnums=(0, 1, 2)))
+    got = vg(h, w, b)
+    close(got[0], want[0], "value")
+    for g, r, n in zip(got[1], want[1], ("hidden", "weight", "bias")):
+        close(g, r, f"d {n}")
+    if not data_axis:  # (with a data axis the replicated weight's gradient is all-reduced, as it should)
+        hlo = vg.lower(h, w, b).compile().as_text()
+        assert "all-gather" not in hlo, "weight or logits gathered"
+
+
+check("linear_cross_entropy(axis_name=...) in shard_map, 8-way vocab")(lambda: shard_map_case(VOCAB8))
+check("linear_cross_entropy(axis_name=...) in shard_map, 2 data x 4 vocab")(lambda: shard_map_case(DATA_VOCAB))
+
+
+@check("linear_cross_entropy, data-parallel shard_map without axis_name")
+def _dp_shard_map():
+    h, w, b, y = lce_data()
+    want = lce_one_device(h, w, b, y, "sum")
+    f = jax.shard_map(
+        lambda h, w, b, y: jax.lax.psum(jaxloss.linear_cross_entropy(
+            h, w, y, bias=b, chunk_size=7, reduction="sum", **LCE_OPTIONS), "data"),
+        mesh=DATA, in_specs=(P("data"), P(), P(), P("data")), out_specs=P())
+    got = jax.jit(jax.value_and_grad(lambda h, w, b: f(h, w, b, jnp.asarray(y)), argnums=(0, 1, 2)))(h, w, b)
+    close(got[0], want[0], "value")
+    for g, r, n in zip(got[1], want[1], ("hidden", "weight", "bias")):
+        close(g, r, f"d {n}")
+
+
+# ---------------------------------------------------------------------------
+# 4. The documentation's examples
+# ---------------------------------------------------------------------------
+
+
+@check("docs/large_vocab.md code blocks run")
+def _docs():
+    text = (ROOT / "docs" / "large_vocab.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks, "no python blocks in docs/large_vocab.md"
+    scope: dict = {"__name__": "docs_large_vocab"}
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/large_vocab.md[block {i}]", "exec"), scope)  # noqa: S102
+
+
+print(f"\n{len(PASSED)} passed, {len(FAILED)} failed")
+sys.exit(1 if FAILED else 0)
