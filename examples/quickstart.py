@@ -201,12 +201,8 @@ def main(argv=None):
     regression, reg_curves = run_regression(cfg, rng)
     binary, bin_curves = run_binary(cfg, rng)
     curves = {"regression (5% outliers)": reg_curves, "binary": bin_curves}
-    multiclass = None
-    if hasattr(jaxloss, "sparse_cross_entropy"):
-        multiclass, mc_curves = run_multiclass(cfg, rng)
-        curves["multi-class"] = mc_curves
-    else:
-        print("\n[3] Multi-class: skipped, this jaxloss has no sparse_cross_entropy yet")
+    multiclass, mc_curves = run_multiclass(cfg, rng)
+    curves["multi-class"] = mc_curves
 
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "quickstart_training.png"
@@ -218,8 +214,7 @@ def main(argv=None):
           + f"  -> best: {best}")
     print(f"  Huber / MSE clean test error ratio: {regression['Huber'] / regression['MSE']:.3f}")
     print(f"  binary test accuracy: {binary['accuracy']:.4f}")
-    if multiclass is not None:
-        print(f"  multi-class test accuracy: {multiclass['accuracy']:.4f}")
+    print(f"  multi-class test accuracy: {multiclass['accuracy']:.4f}")
     print(f"  plot: {path}")
     print(f"  total time: {time.perf_counter() - start:.1f} s")
 
