@@ -1,0 +1,149 @@
+"""Run every example at its CI size and check that what it prints supports its claim;
+execute the Colab notebook on CPU.
+
+Each example runs in a subprocess (``MPLBACKEND=Agg``) with ``--small`` and an
+``--out`` directory under ``tmp_path``; the test parses the printed figures.
+Nothing is skipped: matplotlib, tqdm, nbformat, nbclient and ipykernel are
+imported at the top, so a missing dependency fails the module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib  # noqa: F401  (the examples need it; fail here, not in a subprocess)
+import nbclient
+import nbformat
+import ipykernel  # noqa: F401  (the notebook's kernel)
+import pytest
+import tqdm  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def run_example(name: str, out: Path, *args: str) -> str:
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py"), "--small", "--out", str(out), *args],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    )
+    assert proc.returncode == 0, f"{name} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return proc.stdout
+
+
+def number(pattern: str, text: str) -> float:
+    m = re.search(pattern, text, re.MULTILINE)
+    assert m, f"pattern {pattern!r} not found in:\n{text}"
+    return float(m.group(1))
+
+
+def pngs(out: Path) -> list[str]:
+    return sorted(p.name for p in out.glob("*.png") if p.stat().st_size > 1000)
+
+
+def test_quickstart(tmp_path):
+    out = run_example("quickstart", tmp_path)
+    err = {k: number(rf"trained with {k}\s+clean test MSE = ([\d.]+)", out) for k in ("MSE", "MAE", "Huber")}
+    # Issue 2: with 5% outliers, the robust losses beat MSE on clean test data.
+    assert err["Huber"] < 0.5 * err["MSE"], err
+    assert err["MAE"] < 0.5 * err["MSE"], err
+    assert number(r"binary test accuracy: ([\d.]+)", out) > 0.9
+    assert number(r"multi-class test accuracy: ([\d.]+)", out) > 0.85
+    assert pngs(tmp_path) == ["quickstart_training.png"]
+
+
+def test_regression_outliers(tmp_path):
+    out = run_example("regression_outliers", tmp_path)
+    err = {k: number(rf"^{re.escape(k)}\s+([\d.]+)\s+[-+][\d.]+$", out) for k in ("MSE", "MAE", "Huber", "log-cosh")}
+    for k in ("MAE", "Huber", "log-cosh"):
+        assert err[k] < 0.5 * err["MSE"], err  # "Huber's clean-data error below MSE's"
+    assert pngs(tmp_path) == ["regression_outliers.png"]
+
+
+def test_imbalanced_classification(tmp_path):
+    out = run_example("imbalanced_classification", tmp_path)
+
+    def row(prefix):
+        m = re.search(rf"^{re.escape(prefix)}.*?\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE)
+        assert m, f"no row {prefix!r} in:\n{out}"
+        recall, precision, f1, ap = map(float, m.groups())
+        return {"recall": recall, "precision": precision, "f1": f1, "ap": ap}
+
+    bce, weighted = row("BCE "), row("weighted BCE")
+    focal = row("focal (alpha=0.75")
+    # "focal or weighted BCE with higher rare-class recall than plain BCE"
+    assert weighted["recall"] > bce["recall"] + 0.3, (bce, weighted)
+    assert focal["recall"] > bce["recall"] + 0.1, (bce, focal)
+    assert min(bce["ap"], weighted["ap"], focal["ap"]) > 0.2
+    assert pngs(tmp_path) == ["imbalanced_classification.png"]
+
+
+def test_segmentation(tmp_path):
+    out = run_example("segmentation", tmp_path)
+    bce = number(r"^BCE\s+([\d.]+)\s+[\d.]+%$", out)
+    combo = number(r"^Dice \+ BCE\s+([\d.]+)\s+[\d.]+%$", out)
+    # "Dice + BCE with a higher Dice score than BCE alone" on held-out images
+    assert combo > bce + 0.02, (bce, combo)
+    assert combo > 0.4
+    assert pngs(tmp_path) == ["segmentation.png"]
+
+
+def test_metric_learning(tmp_path):
+    out = run_example("metric_learning", tmp_path)
+    raw = number(r"raw inputs \(32-D\)\s+([\d.]+)", out)
+    triplet = number(r"triplet, batch-hard\s+([\d.]+)$", out)
+    contrastive = number(r"contrastive, all pairs\s+([\d.]+)$", out)
+    assert triplet > raw + 0.2 and contrastive > raw + 0.2, (raw, triplet, contrastive)
+    assert pngs(tmp_path) == ["metric_learning.png"]
+
+
+def test_language_model(tmp_path):
+    out = run_example("language_model", tmp_path)
+    fused = number(r"linear_cross_entropy\s+[\d.]+ -> ([\d.]+)", out)
+    mat = number(r"materialised logits\s+[\d.]+ -> ([\d.]+)", out)
+    assert abs(fused - mat) / mat < 1e-2, (fused, mat)
+    assert number(r"relative difference of the losses ([\d.e+-]+)", out) < 1e-5
+    assert number(r"of the gradients \(dh, dW; max-norm\) ([\d.e+-]+)", out) < 1e-4
+    assert number(r"relative difference at step 1 ([\d.e+-]+)", out) < 1e-5
+    log_v = number(r"ln V = ([\d.]+)", out)
+    assert fused < 0.6 * log_v  # it learned something
+    big = re.search(r"LM head, V = 131072.*?([\d.]+)x$", out, re.MULTILINE)
+    assert big and float(big.group(1)) > 4.0, out  # the fused head needs several times less memory
+    assert pngs(tmp_path) == ["language_model.png"]
+
+
+def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend captures the figures
+    nb = nbformat.read(EXAMPLES / "colab_tpu.ipynb", as_version=4)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError on the first failing cell
+    text = "\n".join(
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
+    )
+    assert "jaxloss is already installed" in text  # the install cell is a no-op here
+    assert re.search(r"(\d+)/\1 losses passed on cpu", text), text[-3000:]
+    assert "times the step was traced and compiled: 1" in text
+    images = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 2  # the loss/gradient plot and the delta sweep
+
+
+@pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
+                                  "segmentation", "metric_learning", "language_model"])
+def test_example_has_size_flags_and_docstring(name):
+    source = (EXAMPLES / f"{name}.py").read_text()
+    for flag in ("--small", "--large", "--out", "--seed"):
+        assert flag in source, (name, flag)
+    assert source.startswith('"""'), name
+    assert "tqdm" in source, name  # a progress bar for the training loops
+
+
+def test_generated_outputs_are_ignored():
+    ignored = subprocess.run(["git", "check-ignore", "-q", "examples/out/x.png"], cwd=ROOT)
+    assert ignored.returncode == 0, "examples/out/ must be git-ignored"
