@@ -6,11 +6,12 @@ Three tables, all from one run:
    weight) from ``.lower(...).compile().memory_analysis()`` -- compiled only,
    never run -- at a Gemma-2-2B head (N=8192 tokens, D=2304, V=256000, float32)
    by default.
-2. Measured time of jitted value-and-gradient at N=4096, D=512, V=32768
+2. Compile time (lower + compile) of value-and-gradient at 4, 16 and 64
+   vocabulary chunks (same N, D, V as the timing case): one loop body, so it
+   does not grow with the number of chunks.
+3. Measured time of jitted value-and-gradient at N=4096, D=512, V=32768
    (float32): repetitions of the two versions interleaved, medians and their
-   ratio.
-3. Compile time (lower + compile) of value-and-gradient at 4, 16 and 64
-   vocabulary chunks (same N, D, V as the timing case).
+   ratio (the default chunk_size, 8192 here).
 
 Run:  python benchmarks/bench_large_vocab.py            (a few minutes on 2 CPU cores)
       python benchmarks/bench_large_vocab.py --reps 3 --tokens 1024   (quick look)
@@ -71,7 +72,7 @@ def memory_table(n, d, v):
 
 
 def time_table(n, d, v, reps):
-    print(f"\n2. time of jitted value-and-grad, N={n} D={d} V={v} float32, {reps} interleaved reps, medians")
+    print(f"\n3. time of jitted value-and-grad, N={n} D={d} V={v} float32, {reps} interleaved reps, medians")
     rng = np.random.default_rng(0)
     h = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
     w = jnp.asarray((rng.normal(size=(v, d)) / np.sqrt(d)).astype(np.float32))
@@ -95,7 +96,7 @@ def time_table(n, d, v, reps):
 
 
 def compile_table(n, d, v):
-    print(f"\n3. lower + compile time of value-and-grad, N={n} D={d} V={v}")
+    print(f"\n2. lower + compile time of value-and-grad, N={n} D={d} V={v}")
     args = shapes(n, d, v)
     for chunks in (4, 16, 64):
         c = v // chunks

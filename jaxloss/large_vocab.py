@@ -30,8 +30,6 @@ arrays); the multi-device tests cover it.
 from __future__ import annotations
 
 import functools
-import math
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -119,6 +117,25 @@ def _vma(*xs) -> frozenset:
     return out
 
 
+def _explicit_sharding(x):
+    """``x``'s sharding when it lives on a mesh with explicit axes, else None."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    types = getattr(mesh, "axis_types", None) or ()
+    explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
+    return sharding if explicit is not None and any(t == explicit for t in types) else None
+
+
+def _sharded_axes(x, dim):
+    """Mesh axes an explicitly sharded ``x`` is split over along ``dim`` (empty tuple
+    when it is not, or outside explicit meshes)."""
+    sharding = _explicit_sharding(x)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or len(spec) <= dim or spec[dim] is None:
+        return ()
+    return tuple(spec[dim]) if isinstance(spec[dim], tuple) else (spec[dim],)
+
+
 def _varying(x, names):
     """``x`` marked varying over the mesh axes ``names`` (loop carries must have
     the type of the loop body's results inside ``shard_map``)."""
@@ -158,11 +175,11 @@ def _local_stats(cfg, hidden, weight, bias, labels, cap):
         zy = zy + jnp.sum(jnp.where(hit, z, 0), axis=1)
         return m_new, s, sz, zy
 
+    # Carries built from the inputs keep their sharding (explicit meshes) and
+    # are marked varying like the loop's results (shard_map).
     names = _vma(hidden, weight, bias, labels, cap)
-    init = tuple(
-        _varying(x, names)
-        for x in (jnp.full((n,), -jnp.inf, acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc), jnp.zeros((n,), acc))
-    )
+    row = _varying(jnp.zeros_like(hidden[:, 0], dtype=acc), names)
+    init = (row - jnp.inf, row, row, row)
     m, s, sz, zy = lax.fori_loop(0, num_chunks, body, init)
     return m + jnp.log(s), sz, zy
 
@@ -240,6 +257,10 @@ def _lce_bwd(cfg, res, g):
     t = (gr * (1.0 - eps))[:, None]
     u = (gr * (eps / vocab))[:, None]
 
+    dw_sharding = _explicit_sharding(weight)
+    if dw_sharding is None and _explicit_sharding(h) is not None:
+        dw_sharding = jax.sharding.NamedSharding(_explicit_sharding(h).mesh, jax.sharding.PartitionSpec())
+
     def body(k, carry):
         dh, dw, db, dcap = carry
         start = _chunk_start(k, chunk, v_local)
@@ -260,8 +281,11 @@ def _lce_bwd(cfg, res, g):
         dh = dh + lax.dot_general(
             dz_in, w, (((1,), (0,)), ((), ())), precision=cfg[1], preferred_element_type=acc
         )
+        # The token axis is contracted: under an explicit mesh with sharded
+        # tokens, the result is laid out like weight (all-reduced over tokens).
         dw_c = lax.dot_general(
-            dz_in, h, (((0,), (0,)), ((), ())), precision=cfg[1], preferred_element_type=acc
+            dz_in, h, (((0,), (0,)), ((), ())), precision=cfg[1], preferred_element_type=acc,
+            out_sharding=dw_sharding,
         )
         # Rows of the clamped last chunk that were seen already get dz == 0, so
         # adding keeps their gradient; every other row is written exactly once.
@@ -274,9 +298,9 @@ def _lce_bwd(cfg, res, g):
 
     names = _vma(hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy, g)
     init = (
-        _varying(jnp.zeros(hidden.shape, acc), names),
-        _varying(jnp.zeros(weight.shape, weight.dtype), names),
-        None if bias is None else _varying(jnp.zeros(bias.shape, bias.dtype), names),
+        _varying(jnp.zeros_like(hidden, dtype=acc), names),
+        _varying(jnp.zeros_like(weight), names),
+        None if bias is None else _varying(jnp.zeros_like(bias), names),
         _varying(jnp.zeros((), acc), names),
     )
     dh, dw, db, dcap = lax.fori_loop(0, num_chunks, body, init)
@@ -347,6 +371,15 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
         raise TypeError(f"{name}: ignore_index must be an int or None, got {ignore_index!r}")
     if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
         raise ValueError(f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}")
+    for arg, x in (("weight", weight), ("bias", bias)):
+        split = _sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
+        if split:
+            raise ValueError(
+                f"{name}: {arg} is sharded over the vocabulary along mesh axes {split} of an explicit mesh; "
+                f"the chunked loop would have to gather it. Call {name} inside jax.shard_map with "
+                f"axis_name={split[0] if len(split) == 1 else split!r} (no gather; see docs/large_vocab.md), "
+                f"or reshard {arg} to be replicated along its first axis (jax.sharding.reshard)"
+            )
     if axis_name is None:
         check_labels(name, labels, weight.shape[0], ignore_index)
     else:

@@ -82,9 +82,15 @@ ONE = jax.devices()[0]
 # ---------------------------------------------------------------------------
 
 DATA = mesh_of((8,), ("data",))
+# jax.make_mesh's default in recent JAX: sharding is part of every array's type.
+DATA_EXPLICIT = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+# Losses of other families known to fail under an explicit mesh (in-batch [N, N]
+# pair matrices whose sharding is ambiguous); reported, not counted as failures.
+EXPLICIT_KNOWN_FAILURES = {"batch_triplet_loss", "ntxent_loss", "supcon_loss"}
 
 
-def batch_sharded_equals_one_device(spec):
+def batch_sharded_cases(spec):
+    """One-device results and a function computing them on a given mesh."""
     rng = np.random.default_rng(0)
     inputs = [np.asarray(a) for a in spec.sample(rng)]
     batch = inputs[0].shape[0]
@@ -111,21 +117,50 @@ def batch_sharded_equals_one_device(spec):
         return out
 
     args = inputs + ([mask] if mask is not None else [])
-    f = jax.jit(everything)
-    single = f(*[jax.device_put(a, ONE) for a in args])
-    shardings = [NamedSharding(DATA, P("data") if b else P()) for b in batched]
-    shardings += [NamedSharding(DATA, P("data"))] if mask is not None else []
-    placed = [jax.device_put(a, s) for a, s in zip(args, shardings)]
-    assert any(len(p.sharding.device_set) == 8 and b for p, b in zip(placed, batched)), "nothing was sharded"
-    sharded = f(*placed)
-    for key in single:
-        for a, b in zip(jax.tree_util.tree_leaves(single[key]), jax.tree_util.tree_leaves(sharded[key])):
-            close(b, a, f"{spec.name}: {key} differs between 8 devices and one", rtol=1e-5, atol=1e-5)
-            assert np.isfinite(np.asarray(a)).all(), f"{spec.name}: {key} not finite"
+    single = jax.jit(everything)(*[jax.device_put(a, ONE) for a in args])
+
+    def on(mesh):
+        shardings = [NamedSharding(mesh, P("data") if b else P()) for b in batched]
+        shardings += [NamedSharding(mesh, P("data"))] if mask is not None else []
+        placed = [jax.device_put(a, s) for a, s in zip(args, shardings)]
+        assert any(len(p.sharding.device_set) == 8 and b for p, b in zip(placed, batched)), "nothing was sharded"
+        with jax.set_mesh(mesh):
+            sharded = jax.jit(everything)(*placed)
+        for key in single:
+            for a, b in zip(jax.tree_util.tree_leaves(single[key]), jax.tree_util.tree_leaves(sharded[key])):
+                close(b, a, f"{spec.name}: {key} differs between 8 devices and one", rtol=1e-5, atol=1e-5)
+                assert np.isfinite(np.asarray(a)).all(), f"{spec.name}: {key} not finite"
+
+    return on
+
+
+KNOWN: list[str] = []
+
+
+def batch_sharded_checks(spec):
+    cases = {}
+
+    @check(f"batch-sharded == one device: {spec.name}")
+    def _auto():
+        cases["on"] = batch_sharded_cases(spec)
+        cases["on"](DATA)
+
+    if "on" not in cases:
+        return
+    if spec.name not in EXPLICIT_KNOWN_FAILURES:
+        check(f"batch-sharded == one device, explicit mesh: {spec.name}")(lambda: cases["on"](DATA_EXPLICIT))
+        return
+    try:
+        cases["on"](DATA_EXPLICIT)
+        print(f"xpass {spec.name} under an explicit mesh: remove it from EXPLICIT_KNOWN_FAILURES")
+    except Exception as e:  # noqa: BLE001
+        KNOWN.append(spec.name)
+        print(f"known {spec.name} under an explicit mesh: {type(e).__name__}: {str(e).splitlines()[0][:160]}")
 
 
 for _spec in sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name):
-    check(f"batch-sharded == one device: {_spec.name}")(lambda s=_spec: batch_sharded_equals_one_device(s))
+    batch_sharded_checks(_spec)
+
 
 # ---------------------------------------------------------------------------
 # 2. vocab_parallel_cross_entropy under shard_map == gathered sparse cross-entropy
@@ -317,6 +352,41 @@ check("linear_cross_entropy(axis_name=...) in shard_map, 8-way vocab")(lambda: s
 check("linear_cross_entropy(axis_name=...) in shard_map, 2 data x 4 vocab")(lambda: shard_map_case(DATA_VOCAB))
 
 
+@check("linear_cross_entropy(axis_name=...) in shard_map on an explicit 2 data x 4 vocab mesh")
+def _explicit_tp():
+    mesh = jax.make_mesh((2, 4), ("data", "vocab"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
+    h, w, b, y = lce_data()
+    want = lce_one_device(h, w, b, y)
+
+    def local(h, w, b, y):
+        s = jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=7, axis_name="vocab", reduction="sum",
+                                         **LCE_OPTIONS)
+        s, count = jax.lax.psum((s, jnp.sum(y != IGNORE).astype(jnp.float32)), "data")
+        return s / count
+
+    specs = (P("data"), P("vocab"), P("vocab"), P("data"))
+    placed = [jax.device_put(x, NamedSharding(mesh, sp)) for x, sp in zip((h, w, b, y), specs)]
+    with jax.set_mesh(mesh):
+        f = jax.shard_map(local, in_specs=specs, out_specs=P())
+        got = jax.jit(jax.value_and_grad(f, argnums=(0, 1, 2)))(*placed)
+    close(got[0], want[0], "value")
+    for g, r, n in zip(got[1], want[1], ("hidden", "weight", "bias")):
+        close(g, r, f"d {n}")
+
+
+@check("linear_cross_entropy: vocabulary-sharded weight on an explicit mesh is a clear error")
+def _explicit_gspmd_error():
+    h, w, b, y = lce_data()
+    ws = jax.device_put(w, NamedSharding(DATA_EXPLICIT, P("data")))
+    with jax.set_mesh(DATA_EXPLICIT):
+        try:
+            jax.jit(lambda h, w: jaxloss.linear_cross_entropy(h, w, jnp.asarray(y), ignore_index=IGNORE))(h, ws)
+        except ValueError as e:
+            assert "shard_map" in str(e) and "axis_name='data'" in str(e), e
+        else:
+            raise AssertionError("no error")
+
+
 @check("linear_cross_entropy, data-parallel shard_map without axis_name")
 def _dp_shard_map():
     h, w, b, y = lce_data()
@@ -346,5 +416,6 @@ def _docs():
         exec(compile(block, f"docs/large_vocab.md[block {i}]", "exec"), scope)  # noqa: S102
 
 
-print(f"\n{len(PASSED)} passed, {len(FAILED)} failed")
+print(f"\n{len(PASSED)} passed, {len(FAILED)} failed, {len(KNOWN)} known failures of other families "
+      f"under an explicit mesh: {KNOWN}")
 sys.exit(1 if FAILED else 0)

@@ -15,10 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 from hypothesis import given, settings
-
 from hypothesis import strategies as st
+from jax.test_util import check_grads
 
 import jaxloss
 
@@ -378,7 +377,7 @@ def test_vmap_over_batch():
     np.testing.assert_allclose(np.asarray(out), want, rtol=2e-5)
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(
     n=st.integers(1, 9), vocab=st.integers(1, 40), dim=st.integers(1, 6), chunk=st.integers(1, 45),
     eps=st.sampled_from([0.0, 0.3]), cap=st.sampled_from([None, 1.0]), seed=st.integers(0, 2**16),
