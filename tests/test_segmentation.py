@@ -126,7 +126,7 @@ def test_global_score_is_a_scalar_for_every_reduction(name):
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
-@pytest.mark.parametrize("axis", [(1, 2), 1, (0, 1, 2), (-3, -2)])
+@pytest.mark.parametrize("axis", [(1, 2), 1, (-4, -3, -2)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_per_score_against_reference(name, axis, reduction):
     fn, ref, hp = LOSSES[name]
