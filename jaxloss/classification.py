@@ -373,7 +373,9 @@ class _Labels:
         return jnp.where(self.ok, value, jnp.zeros_like(value))
 
     def finish(self, value):
-        """NaN for out-of-range labels, 0 with zero gradient for ignored ones.
+        """NaN for out-of-range labels; ignored ones are multiplied by 0 (the
+        kernels also give them intrinsic weight 0, which the core excludes from
+        value and gradient even where the product is not finite).
 
         Written with products and a per-example NaN offset rather than a final
         ``where`` on the value: the result is the same, and XLA's CPU scheduler
@@ -537,8 +539,12 @@ def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_
 
     which is PyTorch's ``cross_entropy(..., weight=w, label_smoothing=eps)``
     plus the PaLM z-loss :math:`\lambda_z L_i^2`, computed without materialising
-    the smoothed targets, a one-hot or a log-softmax: one fused pass gives
-    :math:`L_i`, :math:`x_{iy_i}` and :math:`\sum_c w_c x_{ic}`.
+    the smoothed targets, a one-hot or a log-softmax: only per-example
+    reductions of the logits are formed (:math:`L_i`, the gathered target logit
+    :math:`x_{iy_i}` and, for smoothing, :math:`\sum_c w_c x_{ic}`), and the
+    gradient is one fused elementwise pass (softmax minus the label's select),
+    with no scatter. Its compiled temporary memory is below optax's (see
+    ``benchmarks/bench_cross_entropy.py``).
     ``"mean"`` is PyTorch's weighted mean :math:`\sum_i \ell_i / \sum_i w_{y_i}`
     over the examples that are not ignored (the plain mean over them without
     class weights); the class weight scales an example's cross-entropy and
