@@ -42,13 +42,15 @@ class View:
     curves: dict = field(default_factory=dict)
     sweep_curve: str | None = None  # the curve the hyper-parameter sweep is drawn at
     overview: str | None = None  # which overview figure the default curve joins
+    grad_ylim: tuple[float, float] | None = None  # clip the derivative panel (poles at the ends)
 
 
 RESIDUAL = "prediction  (target = 0)"
 
 VIEWS = {
     "binary_cross_entropy": View("predicted probability p", 1e-3, 1 - 1e-3,
-                                 {"target 1": (1.0,), "target 0": (0.0,)}, overview="probs"),
+                                 {"target 1": (1.0,), "target 0": (0.0,)}, overview="probs",
+                                 grad_ylim=(-20.0, 20.0)),
     "binary_cross_entropy_with_logits": View("logit x", -6, 6, {"target 1": (1.0,), "target 0": (0.0,)},
                                              sweep_curve="target 1", overview="logits"),
     "sigmoid_focal_loss": View("logit x", -6, 6, {"target 1": (1.0,), "target 0": (0.0,)},
@@ -169,6 +171,8 @@ def plot_loss(name: str, spec, view: View, path: Path) -> None:
         style = "--" if spec.sweep is not None and view.sweep_curve is not None else "-"
         ax_l.plot(xs, lv, style, lw=1.8, label=label)
         ax_g.plot(xs, gv, style, lw=1.8, label=label)
+    if view.grad_ylim is not None:
+        ax_g.set_ylim(*view.grad_ylim)
     ax_l.set_title(f"{name}")
     ax_g.set_title(f"d {name} / d {spec.inputs[0]}")
     for ax in (ax_l, ax_g):
