@@ -174,3 +174,15 @@ def test_readme_tour_runs_and_lists_every_loss():
     for name in REGISTRY:
         assert f"`{name}" in text, f"README's table does not list {name}"
     assert 'python -m pip install -e ".[test]" && python -m pytest' in text
+
+
+@pytest.mark.parametrize("module", ["_core", "regression", "classification", "divergence", "segmentation",
+                                    "metric", "large_vocab", "train"])
+def test_docstring_examples_are_true(module):
+    import doctest
+    import importlib
+
+    mod = importlib.import_module(f"jaxloss.{module}")
+    result = doctest.testmod(mod, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.failed == 0, f"{result.failed} docstring example(s) in jaxloss.{module} print something else"
+    assert result.attempted > 0 or module == "_core"
