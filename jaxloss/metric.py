@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import NONNEGATIVE, POSITIVE, Interval, is_concrete, loss, safe_div
+from ._core import NONNEGATIVE, POSITIVE, Interval, abs0, is_concrete, loss, safe_div
 
 __all__ = [
     "batch_triplet_loss", "BatchTripletLoss",
@@ -75,11 +75,11 @@ def _pnorm(diff, p, squared=False):
     if p == 2:
         d2 = jnp.sum(diff * diff, axis=-1)
         return d2 if squared else _safe_sqrt(d2)
-    a = jnp.abs(diff)
+    a = abs0(diff)  # derivative sign(x): 0 for a zero component
     if p == 1:
-        d = jnp.sum(diff * jnp.sign(diff), axis=-1)
+        d = jnp.sum(a, axis=-1)
     elif math.isinf(p):
-        d = jnp.max(diff * jnp.sign(diff), axis=-1)
+        d = jnp.max(a, axis=-1)
     else:
         # Scaled by the largest component so |x|^p cannot overflow or underflow;
         # the scale is homogeneous, so its gradient contribution is exactly 0.
