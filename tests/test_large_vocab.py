@@ -377,18 +377,71 @@ def test_vmap_over_batch():
     np.testing.assert_allclose(np.asarray(out), want, rtol=2e-5)
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=12, deadline=None)
 @given(
     n=st.integers(1, 9), vocab=st.integers(1, 40), dim=st.integers(1, 6), chunk=st.integers(1, 45),
-    eps=st.sampled_from([0.0, 0.3]), cap=st.sampled_from([None, 1.0]), seed=st.integers(0, 2**16),
+    use_bias=st.booleans(), ignore=st.booleans(), eps=st.sampled_from([0.0, 0.3]), zl=st.sampled_from([0.0, 0.05]),
+    cap=st.sampled_from([None, 1.0]), reduction=st.sampled_from(["mean", "sum", "none"]), seed=st.integers(0, 2**16),
 )
-def test_property_any_vocab_and_chunk(n, vocab, dim, chunk, eps, cap, seed):
-    h, w, b, y = make(seed=seed, lead=(n,), vocab=vocab, dim=dim)
-    opts = {"label_smoothing": eps, "logit_softcap": cap}
-    want = ref_all(h, w, y, b, opts, "sum")
+def test_property_any_combination(n, vocab, dim, chunk, use_bias, ignore, eps, zl, cap, reduction, seed):
+    """Random combinations of every option, any V and chunk size."""
+    h, w, b, y = make(seed=seed, lead=(n,), vocab=vocab, dim=dim, ignore=IGNORE if ignore else None,
+                      n_ignored=n // 2)
+    opts = {"label_smoothing": eps, "z_loss": zl, "logit_softcap": cap}
+    if ignore:
+        opts["ignore_index"] = IGNORE
+    b = b if use_bias else None
+    cot = np.random.default_rng(seed).normal(size=y.shape)
+    want = ref_all(h, w, y, b, opts, reduction, cot=cot)
     with jax.enable_x64(True):
-        got = run(h, w, y, b, opts, jnp.float64, "sum", chunk_size=chunk)
-        assert_matches(got, want, 1e-9, 1e-11)
+        got = run(h, w, y, b, opts, jnp.float64, reduction, cot=cot, chunk_size=chunk)
+        assert_matches(got, want, 1e-9, 1e-11, bias=use_bias)
+
+
+# ---------------------------------------------------------------------------
+# Vocabulary-parallel forms on a one-device mesh (8 devices: test_multidevice.py)
+# ---------------------------------------------------------------------------
+
+
+def _one_device_mesh():
+    return jax.sharding.Mesh(np.array(jax.devices()[:1]), ("vocab",))
+
+
+def test_vocab_parallel_forms_on_one_device():
+    from jax.sharding import PartitionSpec as P
+
+    use_bias, opts = split(OPTION_SETS["all"])
+    h, w, b, y = make(seed=20, lead=(6,), ignore=IGNORE)
+    want = ref_all(h, w, y, b, opts)
+    f = jax.shard_map(
+        lambda h, w, b, y: LCE(h, w, y, bias=b, axis_name="vocab", chunk_size=5, **opts),
+        mesh=_one_device_mesh(), in_specs=(P(), P("vocab"), P("vocab"), P()), out_specs=P())
+    value, grads = jax.jit(jax.value_and_grad(lambda h, w, b: f(h, w, b, jnp.asarray(y)), argnums=(0, 1, 2)))(
+        *(jnp.asarray(x, jnp.float32) for x in (h, w, b)))
+    assert_matches((value, *grads), want, 2e-5, 2e-6)
+
+    vp_opts = {k: v for k, v in opts.items() if k != "logit_softcap"}
+    z = h @ w.T
+    # hidden = z and an identity weight make the logits z
+    loss, wi, _ = ref_terms(z, np.eye(V), y, None, vp_opts["label_smoothing"], vp_opts["z_loss"], None, IGNORE)
+    g = jax.jit(jax.shard_map(
+        lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab", **vp_opts),
+        mesh=_one_device_mesh(), in_specs=(P(None, "vocab"), P()), out_specs=P()))
+    np.testing.assert_allclose(g(jnp.asarray(z, jnp.float32), jnp.asarray(y)), (wi * loss).sum() / wi.sum(),
+                               rtol=1e-5)
+
+
+def test_vocab_parallel_is_not_registered_and_needs_an_axis():
+    assert "vocab_parallel_cross_entropy" not in jaxloss.REGISTRY
+    assert "linear_cross_entropy" in jaxloss.REGISTRY
+    assert jaxloss.VocabParallelCrossEntropy(axis_name="v").axis_name == "v"
+    z = jnp.zeros((3, 5))
+    with pytest.raises(TypeError, match="vocab_parallel_cross_entropy: axis_name is required"):
+        jaxloss.vocab_parallel_cross_entropy(z, jnp.zeros(3, jnp.int32))
+    with pytest.raises(ValueError, match=r"labels \(4,\) must have the shape"):
+        jaxloss.vocab_parallel_cross_entropy(z, jnp.zeros(4, jnp.int32), axis_name="v")
+    with pytest.raises(ValueError, match="labels must be >= 0"):
+        jaxloss.vocab_parallel_cross_entropy(z, jnp.array([0, -1, 2]), axis_name="v")
 
 
 # ---------------------------------------------------------------------------
