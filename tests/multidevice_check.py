@@ -352,6 +352,27 @@ check("linear_cross_entropy(axis_name=...) in shard_map, 8-way vocab")(lambda: s
 check("linear_cross_entropy(axis_name=...) in shard_map, 2 data x 4 vocab")(lambda: shard_map_case(DATA_VOCAB))
 
 
+@check("vocabulary split over a tuple of mesh axes (2 x 4): both forms == one device")
+def _tuple_axes():
+    mesh = mesh_of((2, 4), ("a", "b"))
+    h, w, b, y = lce_data()
+    want = lce_one_device(h, w, b, y)
+    f = jax.shard_map(
+        lambda h, w, b, y: jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=7, axis_name=("a", "b"),
+                                                        **LCE_OPTIONS),
+        mesh=mesh, in_specs=(P(), P(("a", "b")), P(("a", "b")), P()), out_specs=P())
+    got = jax.jit(jax.value_and_grad(lambda h, w, b: f(h, w, b, jnp.asarray(y)), argnums=(0, 1, 2)))(h, w, b)
+    close(got[0], want[0], "value")
+    for g, r, n in zip(got[1], want[1], ("hidden", "weight", "bias")):
+        close(g, r, f"d {n}")
+    z = (h @ w.T).astype(np.float32)
+    vp = jax.jit(jax.shard_map(
+        lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name=("a", "b"), ignore_index=IGNORE),
+        mesh=mesh, in_specs=(P(None, ("a", "b")), P()), out_specs=P()))
+    loss, wi, _ = np_sparse_ce(z, y, ignore_index=IGNORE)
+    close(vp(z, jnp.asarray(y)), (wi * loss).sum() / wi.sum(), "vocab_parallel_cross_entropy value")
+
+
 @check("linear_cross_entropy(axis_name=...) in shard_map on an explicit 2 data x 4 vocab mesh")
 def _explicit_tp():
     mesh = jax.make_mesh((2, 4), ("data", "vocab"), axis_types=(jax.sharding.AxisType.Explicit,) * 2)
