@@ -312,6 +312,22 @@ def test_bfloat16_inputs():
     np.testing.assert_allclose(np.asarray(gw, np.float64), want[2], rtol=2e-2, atol=2e-3)
 
 
+def test_kernel_accepts_bfloat16_natively():
+    """The kernel itself takes bf16 hidden/weight (bf16 products, float32
+    accumulation, bf16 weight gradient), ready for a dtype policy that does not
+    upcast them; through the public function the core computes bf16 in float32."""
+    kernel = LCE.__wrapped_kernel__
+    h, w, b, y = make(seed=12, lead=(9,))
+    hb, wb = jnp.asarray(h, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
+    val, (gh, gw) = jax.value_and_grad(
+        lambda h, w: jnp.mean(kernel(h, w, jnp.asarray(y), chunk_size=5)), argnums=(0, 1))(hb, wb)
+    assert val.dtype == jnp.float32 and gh.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16
+    want = ref_all(np.asarray(hb, np.float64), np.asarray(wb, np.float64), y, None, {})
+    np.testing.assert_allclose(float(val), want[0], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(gw, np.float64), want[2], rtol=3e-2, atol=3e-3)
+    np.testing.assert_allclose(np.asarray(gh, np.float64), want[1], rtol=3e-2, atol=3e-3)
+
+
 @pytest.mark.parametrize(
     "change, exc, match",
     [
