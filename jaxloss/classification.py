@@ -104,15 +104,24 @@ def _smooth(targets, label_smoothing):
     return targets * (1.0 - label_smoothing) + 0.5 * label_smoothing
 
 
+def _pos(x):
+    """``max(x, 0)`` whose derivative at 0 is 1, the same side as ``jnp.abs``'s.
+
+    ``max(x, 0) + log1p(exp(-|x|))`` is smooth only if both kinks at 0 take their
+    derivative from the same side: ``jnp.maximum`` (1/2 at 0) with ``jnp.abs`` (1)
+    would give a gradient of ``-t`` instead of ``1/2 - t`` at a zero logit."""
+    return jnp.where(x >= 0, x, 0.0)
+
+
 def _softplus(x):
     """``log(1 + e^x)``, exact for every finite ``x``."""
-    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return _pos(x) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
 def _bce_logits(x, t):
     """``softplus(x) - t x``, grouped as ``(max(x, 0) - t x) + log1p(e^{-|x|})`` so
     the first part is exactly 0 for a confident correct hard target (no cancellation)."""
-    return (jnp.maximum(x, 0.0) - t * x) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    return (_pos(x) - t * x) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
 def _bce_logits_validate(name, logits, targets, *, pos_weight, **_):
@@ -206,7 +215,7 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
     ax = jnp.abs(logits)
     e = jnp.exp(-ax)
     l = jnp.log1p(e)
-    ce = (jnp.maximum(logits, 0.0) - targets * logits) + l
+    ce = (_pos(logits) - targets * logits) + l
     nonneg = logits >= 0
     inner = jnp.where(nonneg, (1.0 - targets) + targets * e, targets + (1.0 - targets) * e)
     positive = inner > 0

@@ -253,3 +253,21 @@ def test_same_value_and_gradient_as_optax():
     for ours, theirs in pairs:
         assert_close(ours(x), theirs(x), rtol=1e-5)
         assert_close(jax.grad(ours)(x), jax.grad(theirs)(x), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_gradient_and_hessian_at_a_zero_logit(gamma):
+    # A zero-initialised head gives logits of exactly 0: the kinks of max(x, 0) and |x| must cancel.
+    x = jnp.zeros(4)
+    t = jnp.array([1.0, 0.0, 0.3, 1.0])
+    g = jax.grad(lambda z: jaxloss.binary_cross_entropy_with_logits(z, t, reduction="sum"))(x)
+    assert_close(g, 0.5 - np.asarray(t), rtol=1e-6)
+    h = jax.hessian(lambda z: jaxloss.binary_cross_entropy_with_logits(z, t, reduction="sum"))(x)
+    assert_close(np.diag(np.asarray(h)), 0.25, rtol=1e-6)
+    f = lambda z: jaxloss.sigmoid_focal_loss(z, t, alpha=None, gamma=gamma, reduction="sum")  # noqa: E731
+    eps = 1e-3
+    numeric = [(np_focal(np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()
+                - np_focal(-np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()) / (2 * eps) for i in range(4)]
+    assert_close(jax.grad(f)(x), numeric, rtol=1e-4, atol=1e-6)
+    pw = jax.grad(lambda z: jaxloss.binary_cross_entropy_with_logits(z, t, pos_weight=2.0, reduction="sum"))(x)
+    assert_close(pw, 0.5 * (1 - np.asarray(t)) - 2.0 * 0.5 * np.asarray(t), rtol=1e-6)
