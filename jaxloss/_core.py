@@ -378,6 +378,8 @@ def loss(
     optax: str | None = None,
     name: str | None = None,
     class_name: str | None = None,
+    native_dtype: Sequence[str] = (),
+    register: bool | None = None,
 ) -> Any:
     r"""Turn a loss kernel into a public loss function and its class.
 
@@ -418,6 +420,15 @@ def loss(
       sample, sweep, differentiable, grad_order, optax: registry metadata (see
         :class:`LossSpec`).
       name, class_name: override the public names.
+      native_dtype: floating inputs handed to the kernel in their own dtype
+        instead of the compute dtype (for kernels that accumulate in float32
+        themselves and must not copy a large bf16 input to float32, such as the
+        weight of a language-model head). The returned loss still follows the
+        dtype policy.
+      register: put the loss in :data:`REGISTRY` (default: built-in losses of
+        ``jaxloss.*`` modules are registered, user losses are not; ``False``
+        for losses the shared checks cannot call, e.g. ones needing a named
+        mesh axis).
 
     Example:
       >>> import jax.numpy as jnp, jaxloss
@@ -436,6 +447,7 @@ def loss(
             label_inputs=label_inputs, same_shape=same_shape, reduced_axis=reduced_axis,
             validate=validate, sample=sample, sweep=sweep, differentiable=differentiable,
             grad_order=grad_order, optax=optax, name=name, class_name=class_name,
+            native_dtype=native_dtype, register=register,
         )
 
     fname = name or kernel.__name__
@@ -462,13 +474,18 @@ def loss(
     label_set = tuple(label_inputs)
     float_set = tuple(float_inputs) if float_inputs is not None else tuple(i for i in inputs if i not in label_set)
     same_set = tuple(same_shape) if same_shape is not None else inputs
+    native = frozenset(native_dtype)
+    unknown_inputs = (set(float_set) | set(label_set) | set(same_set) | native) - set(inputs)
+    if unknown_inputs:
+        raise TypeError(f"{fname}: {sorted(unknown_inputs)} are not positional inputs of the kernel")
 
     @functools.partial(jax.jit, static_argnames=("reduction", "static_items"))
     def _compute(arrays, hparams, weights, where, *, reduction, static_items):
         opts = dict(static_items)
         dtype = compute_dtype(*arrays)
         arrays = tuple(
-            a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in arrays
+            a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) and n not in native else a
+            for n, a in zip(inputs, arrays)
         )
         hparams = jax.tree_util.tree_map(
             lambda h: jnp.asarray(h, dtype) if jnp.issubdtype(jnp.result_type(h), jnp.floating) else h,
@@ -562,9 +579,10 @@ def loss(
     )
     public.spec = spec  # type: ignore[attr-defined]
     module_name = kernel.__module__ or ""
-    if module_name.startswith("jaxloss."):
-        # Built-ins: registered, and the class is placed beside its function.
+    builtin = module_name.startswith("jaxloss.")
+    if builtin if register is None else register:
         REGISTRY[fname] = spec
+    if builtin:  # the class is placed beside its function
         setattr(sys.modules[module_name], cname, cls)
     return public
 

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import NONNEGATIVE, POSITIVE, REGISTRY, UNIT_HALF_OPEN, check_labels, is_concrete, loss
+from ._core import NONNEGATIVE, POSITIVE, UNIT_HALF_OPEN, check_labels, is_concrete, loss
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -398,6 +398,7 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
     differentiable=(0, 1),
     grad_order=1,
     optax=None,
+    native_dtype=("hidden", "weight"),
 )
 def linear_cross_entropy(
     hidden,
@@ -567,6 +568,7 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
     reduced_axis=-1,
     validate=_vp_validate,
     grad_order=1,
+    register=False,
 )
 def vocab_parallel_cross_entropy(
     local_logits, labels, *, axis_name=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0
@@ -654,7 +656,3 @@ def vocab_parallel_cross_entropy(
     keep = labels != ignore_index
     return jnp.where(keep, value, jnp.zeros_like(value)), keep.astype(value.dtype)
 
-
-# Needs a named mesh axis: kept out of the registry whose shared checks call
-# every loss on plain arrays (tests/test_multidevice.py covers it).
-REGISTRY.pop("vocab_parallel_cross_entropy", None)
