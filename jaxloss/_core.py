@@ -380,6 +380,7 @@ def loss(
     class_name: str | None = None,
     native_dtype: Sequence[str] = (),
     register: bool | None = None,
+    masked_inputs: Sequence[str] | None = None,
 ) -> Any:
     r"""Turn a loss kernel into a public loss function and its class.
 
@@ -425,6 +426,11 @@ def loss(
         themselves and must not copy a large bf16 input to float32, such as the
         weight of a language-model head). The returned loss still follows the
         dtype policy.
+      masked_inputs: inputs laid out like the unreduced loss (possibly with the
+        ``reduced_axis`` added) whose masked entries are zeroed before the kernel
+        runs (default: every input whose shape allows it). Pass ``()`` for losses
+        whose entries depend on other entries' inputs (in-batch mining): zeroing
+        a masked example's label would change the other examples' losses.
       register: put the loss in :data:`REGISTRY` (default: built-in losses of
         ``jaxloss.*`` modules are registered, user losses are not; ``False``
         for losses the shared checks cannot call, e.g. ones needing a named
@@ -447,7 +453,7 @@ def loss(
             label_inputs=label_inputs, same_shape=same_shape, reduced_axis=reduced_axis,
             validate=validate, sample=sample, sweep=sweep, differentiable=differentiable,
             grad_order=grad_order, optax=optax, name=name, class_name=class_name,
-            native_dtype=native_dtype, register=register,
+            native_dtype=native_dtype, register=register, masked_inputs=masked_inputs,
         )
 
     fname = name or kernel.__name__
@@ -475,7 +481,8 @@ def loss(
     float_set = tuple(float_inputs) if float_inputs is not None else tuple(i for i in inputs if i not in label_set)
     same_set = tuple(same_shape) if same_shape is not None else inputs
     native = frozenset(native_dtype)
-    unknown_inputs = (set(float_set) | set(label_set) | set(same_set) | native) - set(inputs)
+    masked = frozenset(inputs if masked_inputs is None else masked_inputs)
+    unknown_inputs = (set(float_set) | set(label_set) | set(same_set) | native | masked) - set(inputs)
     if unknown_inputs:
         raise TypeError(f"{fname}: {sorted(unknown_inputs)} are not positional inputs of the kernel")
 
@@ -505,7 +512,9 @@ def loss(
             check_broadcastable(fname, "where", where.shape, loss_shape)
             mask = jnp.broadcast_to(where, loss_shape)
             axis = opts.get(reduced_axis) if isinstance(reduced_axis, str) else reduced_axis
-            arrays = tuple(_mask_input(a, mask, axis) for a in arrays)
+            arrays = tuple(
+                _mask_input(a, mask, axis) if n in masked else a for n, a in zip(inputs, arrays)
+            )
         values, intrinsic, mean_w = run(*arrays)
         values = values.astype(dtype)
         if intrinsic is not None:
