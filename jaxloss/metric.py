@@ -19,12 +19,11 @@ also has a count :math:`n_a` (its number of counted pairs/triplets, or 1), and
 ``"mean"`` is :math:`\sum_a S_a / \sum_a n_a` -- the mean over every counted
 pair/triplet of the batch -- and 0 (with zero gradients) when nothing is
 counted; ``"sum"`` is :math:`\sum_a S_a`. ``weights`` (shape ``[B]``) weigh
-anchors: ``"mean"`` is :math:`\sum_a w_a S_a / \sum_a w_a n_a`, and a zero
-weight leaves an anchor out while it still serves as a positive or negative of
-the other anchors. ``where`` (shape ``[B]``) also leaves anchors out, but note
-that the shared decorator currently lays a ``[B]`` mask onto every input of
-that shape, ``labels`` included, so a masked example's label reads as 0 for the
-other anchors; use zero ``weights`` for the exact anchor-only semantics.
+anchors: ``"mean"`` is :math:`\sum_a w_a S_a / \sum_a w_a n_a`. ``where``
+(shape ``[B]``) or a zero weight leaves an anchor out of the value and the
+mean, while it still serves as a positive or negative of the other anchors
+(the batch losses opt out of the decorator's zeroing of masked inputs, so a
+masked example's embedding and label are seen unchanged by the others).
 
 Every distance and normalisation has a finite gradient at zero distance
 (identical embeddings) and at zero vectors: Euclidean distances use
@@ -507,7 +506,7 @@ def _semi_hard(d, pos, neg, margin):
 
 @loss(family="metric", static=("mining", "squared"), checks={"margin": NONNEGATIVE},
       float_inputs=("embeddings",), label_inputs=("labels",), same_shape=("embeddings",),
-      validate=_batch_validate, sample=_batch_sample, sweep=("margin", (0.2, 0.5, 1.0, 2.0)),
+      masked_inputs=(), validate=_batch_validate, sample=_batch_sample, sweep=("margin", (0.2, 0.5, 1.0, 2.0)),
       grad_order=1)
 def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", squared=False):
     r"""Triplet loss with in-batch triplet mining (Schroff et al., 2015; Hermans et al., 2017).
@@ -579,7 +578,7 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
 
 
 @loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
-      label_inputs=("labels",), same_shape=("embeddings",), validate=_batch_validate,
+      label_inputs=("labels",), same_shape=("embeddings",), masked_inputs=(), validate=_batch_validate,
       sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)), optax="ntxent")
 def ntxent_loss(embeddings, labels, *, temperature=0.07):
     r"""NT-Xent, the normalized temperature-scaled cross-entropy (Chen et al., 2020, SimCLR).
@@ -627,7 +626,7 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
 
 
 @loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
-      label_inputs=("labels",), same_shape=("embeddings",), validate=_batch_validate,
+      label_inputs=("labels",), same_shape=("embeddings",), masked_inputs=(), validate=_batch_validate,
       sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)))
 def supcon_loss(embeddings, labels, *, temperature=0.1):
     r"""Supervised contrastive loss (Khosla et al., 2020), the :math:`\mathcal{L}^{sup}_{out}` form.
