@@ -347,6 +347,25 @@ def test_batch_triplet_vmap_equals_loop(mining):
         close(ref_out, np_reduce_batch(*np_batch_triplet(x, y, 1.0, mining), "none"), rtol=1e-4, atol=1e-5)
 
 
+def test_row_sort_gradient_matches_jnp_sort_and_splits_ties():
+    from jaxloss.metric import _sort_nonnegative_rows
+
+    rng = np.random.default_rng(3)
+    x = jnp.asarray(rng.uniform(size=(4, 9)).astype(np.float32))
+    x = x.at[1, 3].set(jnp.inf)
+    w = jnp.asarray(rng.normal(size=(4, 9)).astype(np.float32))
+
+    def f(sort):
+        return lambda v: jnp.sum(jnp.where(jnp.isfinite(s := sort(v)), s, 0.0) * w)
+
+    close(_sort_nonnegative_rows(x), jnp.sort(x, axis=-1), rtol=0, atol=0)
+    close(jax.grad(f(_sort_nonnegative_rows))(x), jax.grad(f(lambda v: jnp.sort(v, axis=-1)))(x))
+    # three equal entries share the gradient of the three positions they fill
+    tied = jnp.array([[0.5, 0.0, 0.5, 0.5, 2.0]])
+    g = jax.grad(lambda v: jnp.sum(_sort_nonnegative_rows(v) * jnp.arange(5.0)))(tied)
+    close(g, [[2.0, 0.0, 2.0, 2.0, 4.0]])
+
+
 def _sizes(jaxpr):
     """Sizes of every intermediate in a jaxpr, sub-jaxprs included."""
     out = []
