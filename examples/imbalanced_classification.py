@@ -20,17 +20,13 @@ boundary into the overlap, trading precision for recall at the 0.5 threshold.
     python examples/imbalanced_classification.py            # default size
     python examples/imbalanced_classification.py --small    # the size CI runs
     python examples/imbalanced_classification.py --large    # 5x the data, 2x the steps
+    python examples/imbalanced_classification.py --seed 1   # another data seed
 
 Saves ``imbalanced_classification.png`` (decision boundaries and precision-recall
 curves) under ``--out`` (default ``examples/out/``).
 """
 
 from __future__ import annotations
-
-import argparse
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -39,6 +35,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 POS_MEAN = np.array([1.6, 1.6])
 POS_STD = 0.6
@@ -114,18 +112,7 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size")
-    size.add_argument("--large", action="store_true", help="5x the data, 2x the steps")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plot (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="5x the data, 2x the steps")
 
     rng = np.random.default_rng(args.seed)
     x, y = make_data(rng, cfg["n"])
@@ -154,19 +141,13 @@ def main(argv=None):
         if k != "BCE":
             print(f"recall gain over BCE, {k}: {m['recall'] - base:+.4f}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "imbalanced_classification.png"
+    path = _common.plot_file(args.out, "imbalanced_classification.png")
     plot(x_test, y_test, params, logits, metrics, path)
-    print(f"plot: {path}")
-    print(f"total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start)
 
 
 def plot(x, y, params, logits, metrics, path):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 5))
     neg, pos = y < 0.5, y > 0.5

@@ -24,6 +24,7 @@ The corpus is the docstrings of jaxloss itself, so the script needs no data.
     python examples/language_model.py            # default size (seconds on a CPU)
     python examples/language_model.py --small    # the size CI runs
     python examples/language_model.py --large    # a wider model, longer training
+    python examples/language_model.py --seed 1   # another data seed
 
 Saves ``language_model.png`` (the two training curves and the memory table) under
 ``--out`` (default ``examples/out/``).
@@ -31,11 +32,7 @@ Saves ``language_model.png`` (the two training curves and the memory table) unde
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -44,6 +41,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 CONTEXT = 16
 
@@ -133,18 +132,7 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size")
-    size.add_argument("--large", action="store_true", help="a wider model, longer training")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plot (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="a wider model, longer training")
 
     text = corpus()
     chars = sorted(set(text))
@@ -217,11 +205,9 @@ def main(argv=None):
     print("\nsample (greedy) from the linear_cross_entropy model:")
     print("  " + repr(generate(params_out["linear_cross_entropy"], text[:CONTEXT], chars, 120)))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "language_model.png"
+    path = _common.plot_file(args.out, "language_model.png")
     plot(curves, memory, path)
-    print(f"plot: {path}")
-    print(f"total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start)
 
 
 def generate(params, prompt, chars, n):
@@ -233,11 +219,7 @@ def generate(params, prompt, chars, n):
 
 
 def plot(curves, memory, path):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4.2))
     for (name, c), style in zip(curves.items(), ("-", "--")):

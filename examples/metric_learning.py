@@ -20,6 +20,7 @@ held-out point (Euclidean, in the embedding) has the same class.
     python examples/metric_learning.py            # default size (seconds on a CPU)
     python examples/metric_learning.py --small    # the size CI runs
     python examples/metric_learning.py --large    # more data, longer training
+    python examples/metric_learning.py --seed 1   # another data seed
 
 (Without the normalisation, and in a 2-D embedding, batch-hard mining is prone to
 collapsing every point onto one spot; the unit sphere and 8 dimensions avoid it.)
@@ -31,11 +32,6 @@ under ``--out`` (default ``examples/out/``).
 
 from __future__ import annotations
 
-import argparse
-import os
-import time
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -43,6 +39,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 CLASSES, INFORMATIVE, NUISANCE = 10, 8, 24
 
@@ -117,18 +115,7 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size")
-    size.add_argument("--large", action="store_true", help="more data, longer training")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plot (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="more data, longer training")
 
     rng = np.random.default_rng(args.seed)
     centres = 2.0 * rng.normal(size=(CLASSES, INFORMATIVE))
@@ -153,19 +140,13 @@ def main(argv=None):
     print(f"recall@1 gain over the raw inputs: " + ", ".join(
         f"{k} {recall[k] - recall['raw inputs (32-D)']:+.4f}" for k in emb))
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "metric_learning.png"
+    path = _common.plot_file(args.out, "metric_learning.png")
     plot(emb, y_test, recall, path)
-    print(f"plot: {path}")
-    print(f"total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start)
 
 
 def plot(emb, labels, recall, path):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     fig, axes = plt.subplots(1, len(emb), figsize=(5.5 * len(emb), 5))
     for ax, (k, e) in zip(np.atleast_1d(axes), emb.items()):

@@ -11,17 +11,13 @@ which returns a jitted ``step(params, opt_state, x, y) -> (params, opt_state, lo
     python examples/quickstart.py            # default size, a few seconds on a CPU
     python examples/quickstart.py --small    # the size CI runs
     python examples/quickstart.py --large    # 4x the data and the training steps
+    python examples/quickstart.py --seed 1   # another data seed
 
 Prints what it measured and saves ``quickstart_training.png`` (training curves)
 under ``--out`` (default ``examples/out/``).
 """
 
 from __future__ import annotations
-
-import argparse
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +26,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 # ---------------------------------------------------------------------------
 # A two-hidden-layer MLP whose parameters are a plain pytree (no framework needed)
@@ -156,11 +154,7 @@ def run_multiclass(cfg, rng):
 
 
 def plot(curves, path):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.4))
     for ax, (title, task_curves) in zip(np.atleast_1d(axes), curves.items()):
@@ -184,18 +178,10 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size (fewest epochs)")
-    size.add_argument("--large", action="store_true", help="4x the data and the training steps")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plots (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(
+        __doc__, SIZES, argv,
+        small_help="the CI size (fewest epochs)", large_help="4x the data and the training steps",
+        out_help="directory for the PNG plots (default: examples/out/)", seed_help="data seed (default 0)")
 
     rng = np.random.default_rng(args.seed)
     regression, reg_curves = run_regression(cfg, rng)
@@ -204,8 +190,7 @@ def main(argv=None):
     multiclass, mc_curves = run_multiclass(cfg, rng)
     curves["multi-class"] = mc_curves
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "quickstart_training.png"
+    path = _common.plot_file(args.out, "quickstart_training.png")
     plot(curves, path)
 
     best = min(regression, key=regression.get)
@@ -215,8 +200,7 @@ def main(argv=None):
     print(f"  Huber / MSE clean test error ratio: {regression['Huber'] / regression['MSE']:.3f}")
     print(f"  binary test accuracy: {binary['accuracy']:.4f}")
     print(f"  multi-class test accuracy: {multiclass['accuracy']:.4f}")
-    print(f"  plot: {path}")
-    print(f"  total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start, indent="  ")
 
 
 if __name__ == "__main__":

@@ -11,17 +11,13 @@ up; MAE, Huber and log-cosh have bounded gradients (``sign(r)``,
     python examples/regression_outliers.py            # default size (seconds on a CPU)
     python examples/regression_outliers.py --small    # the size CI runs
     python examples/regression_outliers.py --large    # 10x the data, 3x the steps
+    python examples/regression_outliers.py --seed 1   # another data seed
 
 Prints the clean test error of each loss and saves ``regression_outliers.png``
 (the training data and the four fits) under ``--out`` (default ``examples/out/``).
 """
 
 from __future__ import annotations
-
-import argparse
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,6 +26,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 NOISE = 0.2
 
@@ -90,18 +88,7 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size")
-    size.add_argument("--large", action="store_true", help="10x the data, 3x the steps")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plot (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="10x the data, 3x the steps")
 
     rng = np.random.default_rng(args.seed)
     x, y, bad, x_test, y_test = make_data(rng, cfg["n"])
@@ -119,19 +106,13 @@ def main(argv=None):
     for k in ("MAE", "Huber", "log-cosh"):
         print(f"{k} / MSE clean test error: {errors[k] / errors['MSE']:.3f}")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "regression_outliers.png"
+    path = _common.plot_file(args.out, "regression_outliers.png")
     plot(x, y, bad, params, errors, path)
-    print(f"plot: {path}")
-    print(f"total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start)
 
 
 def plot(x, y, bad, params, errors, path):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     good = np.ones(len(x), bool)
     good[bad] = False

@@ -19,17 +19,13 @@ the ``--small`` size it has not left it for some seeds); Dice + BCE leaves it at
     python examples/segmentation.py            # default size (about 30 s on a 2-core CPU)
     python examples/segmentation.py --small    # the size CI runs
     python examples/segmentation.py --large    # more images, bigger images, longer training
+    python examples/segmentation.py --seed 1   # another data seed
 
 Saves ``segmentation.png`` (images, true masks and both models' masks) under
 ``--out`` (default ``examples/out/``).
 """
 
 from __future__ import annotations
-
-import argparse
-import os
-import time
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +34,8 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
+
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 # ---------------------------------------------------------------------------
 # Data: small shapes on a noisy background
@@ -129,18 +127,7 @@ SIZES = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    size = parser.add_mutually_exclusive_group()
-    size.add_argument("--small", action="store_true", help="the CI size")
-    size.add_argument("--large", action="store_true", help="more and bigger images, longer training")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out",
-                        help="directory for the PNG plot (default: examples/out/)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    name = "small" if args.small else "large" if args.large else "default"
-    cfg = SIZES[name]
-    print(f"jaxloss {jaxloss.__version__} on {jax.default_backend()}; size {name} {cfg}, seed {args.seed}")
-    start = time.perf_counter()
+    args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="more and bigger images, longer training")
 
     rng = np.random.default_rng(args.seed)
     images, masks = make_images(rng, cfg["train"], cfg["size"])
@@ -169,19 +156,13 @@ def main(argv=None):
     print(f"Dice score gain of Dice + BCE over BCE: {scores['Dice + BCE'].mean() - scores['BCE'].mean():+.4f} "
           f"(better on {wins:.0%} of the images)")
 
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "segmentation.png"
+    path = _common.plot_file(args.out, "segmentation.png")
     plot(test_images, test_masks, logits, scores, path)
-    print(f"plot: {path}")
-    print(f"total time: {time.perf_counter() - start:.1f} s")
+    _common.finish(path, start)
 
 
 def plot(images, masks, logits, scores, path, n=6):
-    import matplotlib
-
-    if os.environ.get("MPLBACKEND") is None:
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _common.pyplot()
 
     rows = [("image", images[:n, :, :, 0], "gray"), ("true mask", masks[:n], "gray")]
     rows += [(f"{k}", (v[:n] > 0).astype(float), "gray") for k, v in logits.items()]
