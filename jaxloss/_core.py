@@ -178,6 +178,8 @@ def check_labels(
 
 
 def normalize_axis(loss_name: str, axis: int, ndim: int) -> int:
+    """``axis`` as a non-negative index into a rank-``ndim`` input; ``ValueError``
+    naming the loss when it is out of range."""
     if not -ndim <= axis < ndim:
         raise ValueError(f"{loss_name}: axis {axis} is out of range for an input of rank {ndim}")
     return axis % ndim
@@ -283,6 +285,8 @@ def reduce_loss(
 
 
 def check_reduction(loss_name: str, reduction: Any) -> str:
+    """The reduction as ``"mean"``, ``"sum"`` or ``"none"`` (``None`` means
+    ``"none"``); ``ValueError`` listing the choices otherwise."""
     if reduction is None:
         return "none"
     if reduction not in REDUCTIONS:
