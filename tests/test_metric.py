@@ -17,48 +17,21 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
+from _reference import assert_close, reduce_ref
 
 RTOL, ATOL = 5e-5, 5e-6
 REDUCTIONS = ("mean", "sum", "none")
 MINING = ("batch_all", "batch_hard", "semi_hard")
-
-
-def close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+close = functools.partial(assert_close, rtol=RTOL, atol=ATOL)
 
 
 def finite(tree):
     return all(np.all(np.isfinite(np.asarray(x))) for x in jax.tree_util.tree_leaves(tree))
 
 
-def np_reduce(values, reduction, weights=None, where=None):
-    """Per-example losses -> reduced (the design's weights/where semantics)."""
-    v = np.asarray(values, np.float64)
-    w = np.ones_like(v) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), v.shape)
-    m = np.ones(v.shape, bool) if where is None else np.asarray(where)
-    if reduction == "none":
-        return np.where(m, w * v, 0.0)
-    total = np.sum(np.where(m, w * v, 0.0))
-    if reduction == "sum":
-        return total
-    den = np.sum(np.where(m, w, 0.0))
-    return total / den if den else 0.0
-
-
 def np_reduce_batch(sums, counts, reduction, weights=None, where=None):
-    """Per-anchor sums S_a over counts n_a: "none" -> w S, "sum" -> sum w S,
-    "mean" -> sum w S / sum w n (0 when nothing counts)."""
-    s = np.asarray(sums, np.float64)
-    n = np.asarray(counts, np.float64)
-    w = np.ones_like(s) if weights is None else np.asarray(weights, np.float64)
-    m = np.ones(s.shape, bool) if where is None else np.asarray(where)
-    if reduction == "none":
-        return np.where(m, w * s, 0.0)
-    total = np.sum(np.where(m, w * s, 0.0))
-    if reduction == "sum":
-        return total
-    den = np.sum(np.where(m, w * n, 0.0))
-    return total / den if den else 0.0
+    """Per-anchor sums S_a over counts n_a: "mean" is sum w S / sum w n."""
+    return reduce_ref(sums, reduction, weights, where, mean_weights=counts)
 
 
 # ---------------------------------------------------------------------------
@@ -200,11 +173,11 @@ def test_contrastive_against_reference(reduction):
     x2 = rng.normal(size=(4, 5, 3)).astype(np.float32) * 0.5
     y = (rng.uniform(size=(4, 5)) < 0.5).astype(np.float32)
     per = np_contrastive(x1, x2, y, margin=1.5)
-    close(jaxloss.contrastive_loss(x1, x2, y, margin=1.5, reduction=reduction), np_reduce(per, reduction))
+    close(jaxloss.contrastive_loss(x1, x2, y, margin=1.5, reduction=reduction), reduce_ref(per, reduction))
     w = rng.uniform(0.5, 2.0, size=(4, 5)).astype(np.float32)
     where = rng.uniform(size=(4, 5)) < 0.7
     close(jaxloss.contrastive_loss(x1, x2, y, margin=1.5, reduction=reduction, weights=w, where=where),
-          np_reduce(per, reduction, w, where))
+          reduce_ref(per, reduction, w, where))
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +197,7 @@ def test_triplet_against_reference(p, swap, squared):
     where = np.arange(12) % 4 != 0
     opts = dict(margin=0.7, p=p, swap=swap, squared=squared)
     close(jaxloss.triplet_loss(a, pos, neg, **opts, reduction="none"), per)
-    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), np_reduce(per, "mean", w, where))
+    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), reduce_ref(per, "mean", w, where))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -235,8 +208,8 @@ def test_triplet_every_reduction(reduction):
     w = rng.uniform(0.5, 2.0, size=(3, 5)).astype(np.float32)
     where = rng.uniform(size=(3, 5)) < 0.7
     opts = dict(margin=1.2, p=3, swap=True, reduction=reduction)
-    close(jaxloss.triplet_loss(a, pos, neg, **opts), np_reduce(per, reduction))
-    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), np_reduce(per, reduction, w, where))
+    close(jaxloss.triplet_loss(a, pos, neg, **opts), reduce_ref(per, reduction))
+    close(jaxloss.triplet_loss(a, pos, neg, **opts, weights=w, where=where), reduce_ref(per, reduction, w, where))
 
 
 def test_triplet_odd_p_uses_absolute_values():
@@ -457,14 +430,14 @@ def test_cosine_embedding_against_reference(reduction):
     x2 = rng.normal(size=(10, 6)).astype(np.float32)
     y = np.where(rng.uniform(size=10) < 0.5, 1, -1).astype(np.int32)
     per = np_cosine_embedding(x1, x2, y, margin=0.1)
-    close(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction=reduction), np_reduce(per, reduction))
+    close(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction=reduction), reduce_ref(per, reduction))
     w = rng.uniform(0.5, 2.0, size=10).astype(np.float32)
     where = np.arange(10) % 3 != 0
     close(jaxloss.cosine_embedding_loss(x1, x2, y, margin=0.1, reduction=reduction, weights=w, where=where),
-          np_reduce(per, reduction, w, where))
+          reduce_ref(per, reduction, w, where))
     # 0 is accepted as the dissimilar label
     close(jaxloss.cosine_embedding_loss(x1, x2, np.where(y > 0, 1, 0), margin=0.1, reduction=reduction),
-          np_reduce(per, reduction))
+          reduce_ref(per, reduction))
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -474,11 +447,11 @@ def test_margin_ranking_against_reference(reduction):
     x2 = rng.normal(size=(3, 7)).astype(np.float32)
     y = np.where(rng.uniform(size=(3, 7)) < 0.5, 1.0, -1.0).astype(np.float32)
     per = np_margin_ranking(x1, x2, y, 0.3)
-    close(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction), np_reduce(per, reduction))
+    close(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction), reduce_ref(per, reduction))
     w = rng.uniform(0.5, 2.0, size=(3, 7)).astype(np.float32)
     where = rng.uniform(size=(3, 7)) < 0.6
     close(jaxloss.margin_ranking_loss(x1, x2, y, margin=0.3, reduction=reduction, weights=w, where=where),
-          np_reduce(per, reduction, w, where))
+          reduce_ref(per, reduction, w, where))
 
 
 # ---------------------------------------------------------------------------

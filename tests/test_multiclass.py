@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from _reference import assert_close
+from _reference import assert_close, reduce_ref
 
 REDUCTIONS = ("mean", "sum", "none")
 C = 5
@@ -41,20 +41,8 @@ def np_log_softmax(x):
 
 
 def reduce_pair(num, den, counted, reduction, weights=None, where=None):
-    """Reduce per-example numerators with PyTorch's weighted mean: sum(u num) / sum(u den)
-    over the counted examples (u = user weights), 0 when nothing is counted."""
-    num = np.asarray(num, np.float64)
-    u = np.ones_like(num) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), num.shape)
-    m = np.asarray(counted, bool) & (u != 0)
-    if where is not None:
-        m = m & np.broadcast_to(np.asarray(where, bool), num.shape)
-    contrib = np.where(m, u * np.where(m, num, 0.0), 0.0)
-    if reduction == "none":
-        return contrib
-    if reduction == "sum":
-        return contrib.sum()
-    d = np.where(m, u * np.asarray(den, np.float64), 0.0).sum()
-    return 0.0 if d == 0 else contrib.sum() / d
+    """PyTorch's weighted mean: sum(u num) / sum(u den) over the counted examples."""
+    return reduce_ref(num, reduction, weights, where, counted=counted, mean_weights=den)
 
 
 def np_sparse_ce(x, y, *, class_weights=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0):

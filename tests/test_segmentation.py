@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
+from _reference import assert_close, reduce_ref
 
 RTOL, ATOL = 2e-5, 2e-6
+
+close = functools.partial(assert_close, rtol=RTOL, atol=ATOL)
 
 # ---------------------------------------------------------------------------
 # NumPy float64 references (the textbook "1 - score" forms)
@@ -43,23 +48,6 @@ def np_tversky(p, t, alpha=0.3, beta=0.7, smooth=1.0, axis=None):
 
 def np_focal_tversky(p, t, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, axis=None):
     return np_tversky(p, t, alpha, beta, smooth, axis) ** gamma
-
-
-def np_reduce(values, reduction, weights=None, where=None):
-    v = np.asarray(values, np.float64)
-    w = np.ones_like(v) if weights is None else np.broadcast_to(np.asarray(weights, np.float64), v.shape)
-    m = np.ones(v.shape, bool) if where is None else np.broadcast_to(np.asarray(where), v.shape)
-    if reduction == "none":
-        return np.where(m, w * v, 0.0)
-    total = np.sum(np.where(m, w * v, 0.0))
-    if reduction == "sum":
-        return total
-    den = np.sum(np.where(m, w, 0.0))
-    return total / den if den else 0.0
-
-
-def close(a, b, rtol=RTOL, atol=ATOL):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
 
 
 LOSSES = {
@@ -133,13 +121,13 @@ def test_per_score_against_reference(name, axis, reduction):
     p, t = _data(1)
     ax = (axis,) if isinstance(axis, int) else tuple(a % p.ndim for a in axis)
     per = ref(p, t, **hp, axis=ax)
-    close(fn(p, t, **hp, axis=axis, reduction=reduction), np_reduce(per, reduction))
+    close(fn(p, t, **hp, axis=axis, reduction=reduction), reduce_ref(per, reduction))
     # class weights along the remaining last axis, and a mask over the scores
     w = np.array([0.25, 2.0], np.float32)
     where = np.ones(per.shape, bool)
     where.flat[0] = False
     close(fn(p, t, **hp, axis=axis, reduction=reduction, weights=w, where=where),
-          np_reduce(per, reduction, w, where))
+          reduce_ref(per, reduction, w, where))
 
 
 def test_none_shape_is_remaining_axes():
