@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def reduce_ref(values, reduction, weights=None, where=None, *, counted=None, mean_weights=None):
+def reduce_ref(values, reduction, weights=None, where=None, *, counted=None, count=None):
     """The contract's reduction rule, written independently in NumPy.
 
     ``counted``: entries the loss itself counts (False for an ignored label);
-    ``mean_weights``: the ``"mean"`` denominator's weight per entry (default 1:
+    ``count``: the ``"mean"`` denominator's weight per entry (default 1:
     the plain weighted mean; a class weight or a pair count for losses whose
     mean divides by those).
     """
@@ -24,7 +24,7 @@ def reduce_ref(values, reduction, weights=None, where=None, *, counted=None, mea
         return contrib
     if reduction == "sum":
         return contrib.sum()
-    per = 1.0 if mean_weights is None else np.broadcast_to(np.asarray(mean_weights, np.float64), values.shape)
+    per = 1.0 if count is None else np.broadcast_to(np.asarray(count, np.float64), values.shape)
     den = np.where(m, w * per, 0.0).sum()
     return 0.0 if den == 0 else contrib.sum() / den
 

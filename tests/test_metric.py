@@ -31,7 +31,7 @@ def finite(tree):
 
 def np_reduce_batch(sums, counts, reduction, weights=None, where=None):
     """Per-anchor sums S_a over counts n_a: "mean" is sum w S / sum w n."""
-    return reduce_ref(sums, reduction, weights, where, mean_weights=counts)
+    return reduce_ref(sums, reduction, weights, where, count=counts)
 
 
 # ---------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def np_log_softmax(x):
 
 def reduce_pair(num, den, counted, reduction, weights=None, where=None):
     """PyTorch's weighted mean: sum(u num) / sum(u den) over the counted examples."""
-    return reduce_ref(num, reduction, weights, where, counted=counted, mean_weights=den)
+    return reduce_ref(num, reduction, weights, where, counted=counted, count=den)
 
 
 def np_sparse_ce(x, y, *, class_weights=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0):
