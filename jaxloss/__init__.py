@@ -1,21 +1,180 @@
 """jaxloss: loss functions for JAX.
 
 Every loss is a pure function ``loss(pred, target, **hparams, reduction="mean",
-weights=None, where=None)`` plus a generated class (``HuberLoss``) that composes
-with ``+ - * /`` and drops into optax training steps. This module only
-re-exports; each family lives in its own module and lists its public names
-(functions and their classes) in ``__all__``.
+weights=None, where=None)`` plus a class (``HuberLoss``) that composes with
+``+ - * /`` and drops into optax training steps. This module only re-exports:
+each family lives in its own module. Names not listed in ``__all__`` (and the
+modules themselves) are not part of the public API.
 """
 
-from ._core import REGISTRY, Interval, Loss, LossSpec, WeightedSum, loss
-from .classification import *  # noqa: F401,F403
-from .divergence import *  # noqa: F401,F403
-from .large_vocab import *  # noqa: F401,F403
-from .metric import *  # noqa: F401,F403
-from .regression import *  # noqa: F401,F403
-from .segmentation import *  # noqa: F401,F403
-from .train import make_train_step
+from ._core import REGISTRY as REGISTRY
+from ._core import Example as Example
+from ._core import Interval as Interval
+from ._core import Layout as Layout
+from ._core import LossSpec as LossSpec
+from ._core import Static as Static
+from ._core import Unreduced as Unreduced
+from ._core import loss as loss
+from ._core import value_checks as value_checks
+from ._objects import Loss as Loss
+from ._objects import WeightedSum as WeightedSum
+from .regression import gaussian_nll_loss as gaussian_nll_loss
+from .regression import GaussianNLLLoss as GaussianNLLLoss
+from .regression import huber_loss as huber_loss
+from .regression import HuberLoss as HuberLoss
+from .regression import log_cosh_loss as log_cosh_loss
+from .regression import LogCoshLoss as LogCoshLoss
+from .regression import mae_loss as mae_loss
+from .regression import MAELoss as MAELoss
+from .regression import mape_loss as mape_loss
+from .regression import MAPELoss as MAPELoss
+from .regression import mse_loss as mse_loss
+from .regression import MSELoss as MSELoss
+from .regression import msle_loss as msle_loss
+from .regression import MSLELoss as MSLELoss
+from .regression import poisson_nll_loss as poisson_nll_loss
+from .regression import PoissonNLLLoss as PoissonNLLLoss
+from .regression import quantile_loss as quantile_loss
+from .regression import QuantileLoss as QuantileLoss
+from .regression import smooth_l1_loss as smooth_l1_loss
+from .regression import SmoothL1Loss as SmoothL1Loss
+from .binary import binary_cross_entropy as binary_cross_entropy
+from .binary import BinaryCrossEntropy as BinaryCrossEntropy
+from .binary import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
+from .binary import BinaryCrossEntropyWithLogits as BinaryCrossEntropyWithLogits
+from .binary import hinge_loss as hinge_loss
+from .binary import HingeLoss as HingeLoss
+from .binary import sigmoid_focal_loss as sigmoid_focal_loss
+from .binary import SigmoidFocalLoss as SigmoidFocalLoss
+from .binary import squared_hinge_loss as squared_hinge_loss
+from .binary import SquaredHingeLoss as SquaredHingeLoss
+from .multiclass import cross_entropy as cross_entropy
+from .multiclass import CrossEntropy as CrossEntropy
+from .multiclass import multiclass_hinge_loss as multiclass_hinge_loss
+from .multiclass import MulticlassHingeLoss as MulticlassHingeLoss
+from .multiclass import nll_loss as nll_loss
+from .multiclass import NLLLoss as NLLLoss
+from .multiclass import softmax_focal_loss as softmax_focal_loss
+from .multiclass import SoftmaxFocalLoss as SoftmaxFocalLoss
+from .multiclass import sparse_cross_entropy as sparse_cross_entropy
+from .multiclass import SparseCrossEntropy as SparseCrossEntropy
+from .divergence import js_divergence as js_divergence
+from .divergence import JSDivergence as JSDivergence
+from .divergence import kl_divergence as kl_divergence
+from .divergence import KLDivergence as KLDivergence
+from .segmentation import dice_loss as dice_loss
+from .segmentation import DiceLoss as DiceLoss
+from .segmentation import focal_tversky_loss as focal_tversky_loss
+from .segmentation import FocalTverskyLoss as FocalTverskyLoss
+from .segmentation import jaccard_loss as jaccard_loss
+from .segmentation import JaccardLoss as JaccardLoss
+from .segmentation import tversky_loss as tversky_loss
+from .segmentation import TverskyLoss as TverskyLoss
+from .metric import batch_triplet_loss as batch_triplet_loss
+from .metric import BatchTripletLoss as BatchTripletLoss
+from .metric import contrastive_loss as contrastive_loss
+from .metric import ContrastiveLoss as ContrastiveLoss
+from .metric import cosine_embedding_loss as cosine_embedding_loss
+from .metric import CosineEmbeddingLoss as CosineEmbeddingLoss
+from .metric import margin_ranking_loss as margin_ranking_loss
+from .metric import MarginRankingLoss as MarginRankingLoss
+from .metric import ntxent_loss as ntxent_loss
+from .metric import NTXentLoss as NTXentLoss
+from .metric import supcon_loss as supcon_loss
+from .metric import SupConLoss as SupConLoss
+from .metric import triplet_loss as triplet_loss
+from .metric import TripletLoss as TripletLoss
+from .large_vocab import linear_cross_entropy as linear_cross_entropy
+from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
+from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
+from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
+from .large_vocab import default_chunk_size as default_chunk_size
+from .train import make_train_step as make_train_step
 
 __version__ = "0.1.0"
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "REGISTRY",
+    "Example",
+    "Interval",
+    "Layout",
+    "LossSpec",
+    "Static",
+    "Unreduced",
+    "loss",
+    "value_checks",
+    "Loss",
+    "WeightedSum",
+    "make_train_step",
+    "gaussian_nll_loss",
+    "GaussianNLLLoss",
+    "huber_loss",
+    "HuberLoss",
+    "log_cosh_loss",
+    "LogCoshLoss",
+    "mae_loss",
+    "MAELoss",
+    "mape_loss",
+    "MAPELoss",
+    "mse_loss",
+    "MSELoss",
+    "msle_loss",
+    "MSLELoss",
+    "poisson_nll_loss",
+    "PoissonNLLLoss",
+    "quantile_loss",
+    "QuantileLoss",
+    "smooth_l1_loss",
+    "SmoothL1Loss",
+    "binary_cross_entropy",
+    "BinaryCrossEntropy",
+    "binary_cross_entropy_with_logits",
+    "BinaryCrossEntropyWithLogits",
+    "hinge_loss",
+    "HingeLoss",
+    "sigmoid_focal_loss",
+    "SigmoidFocalLoss",
+    "squared_hinge_loss",
+    "SquaredHingeLoss",
+    "cross_entropy",
+    "CrossEntropy",
+    "multiclass_hinge_loss",
+    "MulticlassHingeLoss",
+    "nll_loss",
+    "NLLLoss",
+    "softmax_focal_loss",
+    "SoftmaxFocalLoss",
+    "sparse_cross_entropy",
+    "SparseCrossEntropy",
+    "js_divergence",
+    "JSDivergence",
+    "kl_divergence",
+    "KLDivergence",
+    "dice_loss",
+    "DiceLoss",
+    "focal_tversky_loss",
+    "FocalTverskyLoss",
+    "jaccard_loss",
+    "JaccardLoss",
+    "tversky_loss",
+    "TverskyLoss",
+    "batch_triplet_loss",
+    "BatchTripletLoss",
+    "contrastive_loss",
+    "ContrastiveLoss",
+    "cosine_embedding_loss",
+    "CosineEmbeddingLoss",
+    "margin_ranking_loss",
+    "MarginRankingLoss",
+    "ntxent_loss",
+    "NTXentLoss",
+    "supcon_loss",
+    "SupConLoss",
+    "triplet_loss",
+    "TripletLoss",
+    "linear_cross_entropy",
+    "LinearCrossEntropy",
+    "vocab_parallel_cross_entropy",
+    "VocabParallelCrossEntropy",
+    "default_chunk_size",
+]

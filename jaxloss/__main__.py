@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from jaxloss._core import REGISTRY, LossSpec
+from jaxloss import REGISTRY, LossSpec
 
 
 def check(spec: LossSpec) -> dict:

@@ -1,63 +1,79 @@
 """The one place for what every jaxloss loss shares.
 
-A loss is written once, as a *kernel*: a function of its input arrays and its
-hyper-parameters that returns the unreduced loss (optionally with an intrinsic
-per-entry weight, such as a class weight or a 0 for an ignored label).  The
-:func:`loss` decorator turns the kernel into
+A loss is written once, as a *kernel*: a function of its input arrays
+(positional) and its options (keyword-only, with defaults) that returns the
+unreduced loss, or an :class:`Unreduced` with an intrinsic weight and count.
+:func:`loss` turns the kernel into the public function and its class in five
+steps, each a small function below:
 
-* the public function ``name(*inputs, **hparams, reduction="mean", weights=None,
-  where=None)``, which validates its inputs (at trace time), applies the dtype
-  policy, masks and weights the unreduced loss and reduces it;
-* a class ``CamelCaseName(**hparams, reduction=...)`` -- an immutable pytree whose
-  numeric hyper-parameters are leaves and whose structural options are static;
-* an entry in :data:`REGISTRY`, which the shared tests, the benchmarks and
-  ``python -m jaxloss`` iterate over.
+1. :meth:`Signature.parse` reads the kernel's signature: inputs, numeric
+   hyper-parameters (traced), static options (typed by :class:`Static`);
+2. :func:`_make_compute` builds the one jitted program: dtype policy, masking of
+   inputs, the kernel, the optional value checks, :func:`reduce_loss`;
+3. :func:`_make_public` builds the function users call: it binds any binding of
+   the advertised signature, validates at trace time (:func:`_validate_call`)
+   and calls the program;
+4. ``_objects.make_loss_class`` builds the class (``HuberLoss``);
+5. ``register=True`` puts a :class:`LossSpec` in :data:`REGISTRY`.
 
-Nothing about reduction, masking, weighting, validation or dtypes lives anywhere
-else.
+How the inputs relate to the unreduced loss (which inputs are labels, which axis
+is reduced, how ``where`` is laid onto inputs) is one :class:`Layout` per loss.
+Nothing about reduction, masking, weighting, validation or dtypes lives in the
+family modules.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import difflib
 import functools
 import inspect
-import math
 import numbers
-import re
-import sys
-from typing import Any, Callable, Literal, Mapping, Sequence, Union
+import threading
+from typing import Any, Callable, Iterator, Literal, Mapping, NamedTuple, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import checkify
+
+from ._numerics import safe_div
 
 __all__ = [
     "REGISTRY",
+    "Domain",
+    "Example",
     "Interval",
-    "Loss",
+    "Layout",
     "LossSpec",
-    "WeightedSum",
+    "Static",
+    "Unreduced",
     "loss",
+    "value_checks",
 ]
 
 Array = jax.Array
 ArrayLike = Union[jax.Array, np.ndarray, float, int]
-Reduction = Literal["mean", "sum", "none"]
-REDUCTIONS = ("mean", "sum", "none")
+Reduction = Literal["mean", "sum", "none", "sum_and_weight"]
+REDUCTIONS = ("mean", "sum", "none", "sum_and_weight")
+_COMMON = ("reduction", "weights", "where")
+_ELEMENT_WEIGHTS = "element_weights"  # the kernel parameter of dense layouts
 
 # ---------------------------------------------------------------------------
-# Hyper-parameter ranges
+# Numeric hyper-parameters: allowed ranges
 # ---------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-    """An allowed range for a numeric hyper-parameter, checked when concrete.
+    """An allowed range for a numeric hyper-parameter.
 
-    ``Interval(0, None, lo_open=True)`` is ``(0, inf)``; ``Interval(0, 1,
-    hi_open=True)`` is ``[0, 1)``. ``None`` as a value is always accepted (it
-    means "disabled" for the hyper-parameters that allow it).
+    Checked (``ValueError``) when the value is concrete, and inside
+    :func:`value_checks` also when it is traced. ``Interval(0, None,
+    lo_open=True)`` is ``(0, inf)``; ``Interval(0, 1, hi_open=True)`` is
+    ``[0, 1)``. ``None`` as a value is always accepted (it means "disabled" for
+    the hyper-parameters that allow it).
     """
 
     lo: float | None = None
@@ -72,20 +88,22 @@ class Interval:
         right = ")" if self.hi_open or self.hi is None else "]"
         return f"{left}{lo}, {hi}{right}"
 
-    def contains(self, values: np.ndarray) -> bool:
-        v = np.asarray(values, dtype=np.float64)
-        ok = ~np.isnan(v)
+    def test(self, v: Any) -> Any:
+        """Elementwise membership (NumPy or JAX arrays); NaN is outside."""
+        ok = v == v
         if self.lo is not None:
-            ok &= (v > self.lo) if self.lo_open else (v >= self.lo)
+            ok = ok & ((v > self.lo) if self.lo_open else (v >= self.lo))
         if self.hi is not None:
-            ok &= (v < self.hi) if self.hi_open else (v <= self.hi)
-        return bool(np.all(ok))
+            ok = ok & ((v < self.hi) if self.hi_open else (v <= self.hi))
+        return ok
+
+    def contains(self, values: Any) -> bool:
+        return bool(np.all(self.test(np.asarray(values, dtype=np.float64))))
 
 
 POSITIVE = Interval(0.0, None, lo_open=True)
 NONNEGATIVE = Interval(0.0, None)
 UNIT = Interval(0.0, 1.0)
-UNIT_OPEN = Interval(0.0, 1.0, lo_open=True, hi_open=True)
 UNIT_HALF_OPEN = Interval(0.0, 1.0, hi_open=True)
 
 
@@ -94,23 +112,68 @@ def is_concrete(x: Any) -> bool:
     return not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(x))
 
 
-def check_range(loss_name: str, hparam: str, value: Any, interval: Interval) -> None:
-    """Raise ``ValueError`` when a concrete ``value`` lies outside ``interval``."""
-    if value is None or not is_concrete(value):
-        return
-    if not interval.contains(np.asarray(value)):
-        raise ValueError(
-            f"{loss_name}: {hparam} must lie in {interval.describe()}, got {_short(value)}"
-        )
-
-
 def _short(value: Any) -> str:
     arr = np.asarray(value)
     return repr(arr.item()) if arr.ndim == 0 else f"array of shape {arr.shape} {np.array2string(arr, threshold=6)}"
 
 
+def check_range(loss_name: str, hparam: str, value: Any, interval: Interval) -> None:
+    """``ValueError`` when a concrete ``value`` lies outside ``interval``."""
+    if value is None or not is_concrete(value):
+        return
+    if not interval.contains(value):
+        raise ValueError(f"{loss_name}: {hparam} must lie in {interval.describe()}, got {_short(value)}")
+
+
 # ---------------------------------------------------------------------------
-# Input validation helpers (shared by the decorator and by kernels' validators)
+# Static (structural) options: typed
+# ---------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+    """The type of a static option, checked when the loss is called or its
+    object is built. ``annotation`` is what a type checker is shown."""
+
+    annotation: str
+    accepts: Callable[[Any], bool]
+    expected: str
+    error: type[Exception] = TypeError
+
+    def check(self, loss_name: str, option: str, value: Any) -> None:
+        if not self.accepts(value):
+            raise self.error(f"{loss_name}: {option} must be {self.expected}, got {value!r}")
+
+
+ANY = Static("Any", lambda v: True, "anything")
+FLAG = Static("bool", lambda v: isinstance(v, bool), "True or False")
+INT = Static("int", _is_int, "an int")
+AXIS = INT  # a class or feature axis; its range is checked against the input by the layout
+OPTIONAL_INT = Static("int | None", lambda v: v is None or _is_int(v), "an int or None")
+POSITIVE_INT_OR_NONE = Static(
+    "int | None", lambda v: v is None or (_is_int(v) and v >= 1), "a positive int or None", ValueError
+)
+AXES = Static(
+    "int | tuple[int, ...] | None",
+    lambda v: v is None or _is_int(v) or (isinstance(v, tuple) and all(_is_int(a) for a in v)),
+    "None, an int or a tuple of ints",
+)
+
+
+def choice(*values: str) -> Static:
+    """A static option taking one of ``values`` (``ValueError`` otherwise)."""
+    listed = ", ".join(map(repr, values))
+    return Static(
+        f"Literal[{listed}]", lambda v: isinstance(v, str) and v in values, f"one of {listed}", ValueError
+    )
+
+
+# ---------------------------------------------------------------------------
+# Input validation (shared by the layouts and the families' validators)
 # ---------------------------------------------------------------------------
 
 
@@ -126,9 +189,15 @@ def check_float(loss_name: str, arg: str, x: Array) -> None:
 def check_int(loss_name: str, arg: str, x: Array) -> None:
     """``TypeError`` unless ``x`` holds integer class labels."""
     if not jnp.issubdtype(x.dtype, jnp.integer):
-        raise TypeError(
-            f"{loss_name}: {arg} must hold integer class labels, got dtype {x.dtype}"
-        )
+        raise TypeError(f"{loss_name}: {arg} must hold integer class labels, got dtype {x.dtype}")
+
+
+def check_real(loss_name: str, arg: str, x: Array) -> None:
+    """``TypeError`` unless ``x`` is a real numeric or boolean array."""
+    if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_) or jnp.issubdtype(
+        x.dtype, jnp.complexfloating
+    ):
+        raise TypeError(f"{loss_name}: {arg} must be a real numeric or boolean array, got dtype {x.dtype}")
 
 
 def check_same_shape(loss_name: str, names: Sequence[str], arrays: Sequence[Array]) -> None:
@@ -142,17 +211,26 @@ def check_same_shape(loss_name: str, names: Sequence[str], arrays: Sequence[Arra
         )
 
 
-def check_broadcastable(loss_name: str, arg: str, shape: tuple, to: tuple) -> None:
-    """``ValueError`` unless ``shape`` broadcasts to ``to`` without changing ``to``."""
+def broadcasts_to(shape: tuple, to: tuple) -> bool:
+    """Whether ``shape`` broadcasts to ``to`` without changing ``to``."""
     try:
-        ok = tuple(np.broadcast_shapes(tuple(shape), tuple(to))) == tuple(to)
+        return tuple(np.broadcast_shapes(tuple(shape), tuple(to))) == tuple(to)
     except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"{loss_name}: {arg} of shape {tuple(shape)} must broadcast to the "
-            f"unreduced loss of shape {tuple(to)}"
-        )
+        return False
+
+
+def check_broadcastable(loss_name: str, arg: str, shape: tuple, to: tuple, what: str = "the unreduced loss") -> None:
+    """``ValueError`` unless ``shape`` broadcasts to ``to`` without changing ``to``."""
+    if not broadcasts_to(shape, to):
+        raise ValueError(f"{loss_name}: {arg} of shape {tuple(shape)} must broadcast to {what} of shape {tuple(to)}")
+
+
+def normalize_axis(loss_name: str, axis: int, ndim: int) -> int:
+    """``axis`` as a non-negative index into a rank-``ndim`` input; ``ValueError``
+    naming the loss when it is out of range."""
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{loss_name}: axis {axis} is out of range for an input of rank {ndim}")
+    return axis % ndim
 
 
 def check_labels(
@@ -161,7 +239,8 @@ def check_labels(
     """``ValueError`` when concrete labels fall outside ``[0, num_classes)``.
 
     Labels equal to ``ignore_index`` are allowed. Traced labels are not checked
-    (kernels turn out-of-range labels into NaN losses instead).
+    here (kernels turn out-of-range labels into NaN losses; :func:`value_checks`
+    reports them under ``jit``).
     """
     if not is_concrete(labels):
         return
@@ -177,12 +256,17 @@ def check_labels(
         )
 
 
-def normalize_axis(loss_name: str, axis: int, ndim: int) -> int:
-    """``axis`` as a non-negative index into a rank-``ndim`` input; ``ValueError``
-    naming the loss when it is out of range."""
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{loss_name}: axis {axis} is out of range for an input of rank {ndim}")
-    return axis % ndim
+def check_class_vector(loss_name: str, arg: str, value: Any, num_classes: int, allow_scalar: bool = False) -> None:
+    """``ValueError`` unless ``value`` is None, shape ``(num_classes,)`` (or a scalar)."""
+    if value is None:
+        return
+    shape = tuple(np.shape(value))
+    if shape == (num_classes,) or (allow_scalar and shape == ()):
+        return
+    allowed = "a scalar or " if allow_scalar else ""
+    raise ValueError(
+        f"{loss_name}: {arg} must be {allowed}one value per class, shape ({num_classes},), got shape {shape}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -198,33 +282,253 @@ def compute_dtype(*arrays: Array) -> jnp.dtype:
 
 
 # ---------------------------------------------------------------------------
-# Safe arithmetic shared by kernels
+# Value domains and the opt-in value checks under jit
 # ---------------------------------------------------------------------------
 
 
-def safe_div(num: Array, den: Array) -> Array:
-    """``num / den`` with 0 where ``den == 0``; zero gradient there, never NaN."""
-    zero = den == 0
-    return jnp.where(zero, jnp.zeros_like(num), num / jnp.where(zero, jnp.ones_like(den), den))
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The values an input may hold, checked inside :func:`value_checks`.
+
+    ``unless`` names a static flag that turns the check off (``from_logits``:
+    logits are not probabilities)."""
+
+    describe: str
+    test: Callable[[Array], Array]
+    unless: str | None = None
+
+    def but_not_when(self, flag: str) -> Domain:
+        return dataclasses.replace(self, unless=flag)
 
 
-@jax.custom_jvp
-def abs0(x: Array) -> Array:
-    """``|x|`` whose derivative is ``sign(x)``, so 0 at 0 (the subgradient jaxloss
-    uses; ``jnp.abs`` gives 1 there). Measured faster than ``max(x, -x)`` or
-    ``x * sign(x)`` in value-and-gradient (benchmarks/bench_elementwise.py)."""
-    return jnp.abs(x)
+PROBABILITIES = Domain("lie in [0, 1]", lambda x: (x >= 0) & (x <= 1))
+NONNEGATIVE_VALUES = Domain("be >= 0", lambda x: x >= 0)
+SIGNS = Domain("be -1, 0 or 1", lambda x: (x == -1) | (x == 0) | (x == 1))
+PLUS_MINUS_ONE = Domain("be -1 or 1", lambda x: (x == -1) | (x == 1))
+FINITE = Domain("be finite", jnp.isfinite)
 
 
-@abs0.defjvp
-def _abs0_jvp(primals, tangents):
-    (x,), (dx,) = primals, tangents
-    return jnp.abs(x), jnp.sign(x) * dx
+def _checks_state():
+    """A jax configuration state that is part of jit's cache key, so a function
+    first traced without value checks is traced again inside
+    :func:`value_checks`. Falls back to a thread-local flag (without the
+    cache-key property) if the jax internals it uses move."""
+    try:
+        from jax._src import config as jax_config
+
+        return jax_config.bool_state(
+            "jaxloss_value_checks", False, "jaxloss: check data values with checkify (set by jaxloss.value_checks)",
+            include_in_jit_key=True, include_in_trace_context=True,
+        )
+    except Exception:  # pragma: no cover - only on a jax whose internals changed
+        return None
+
+
+_CHECKS = _checks_state()
+_CHECKS_FALLBACK = threading.local()
+
+
+def checking() -> bool:
+    """Whether the current trace is inside :func:`value_checks`."""
+    if _CHECKS is not None:
+        return bool(_CHECKS.value)
+    return getattr(_CHECKS_FALLBACK, "on", False)
+
+
+@contextlib.contextmanager
+def value_checks() -> Iterator[None]:
+    r"""Check data values under ``jit`` with :mod:`jax.experimental.checkify`.
+
+    Inside the context every loss also checks, in the compiled program, what
+    trace-time checks cannot see in traced data: integer labels in range
+    (``ignore_index`` allowed), probabilities and binary targets in their
+    domain, ``weights >= 0``, floating inputs finite (masked entries excluded),
+    and the ranges of traced hyper-parameters. A failed check names the loss,
+    the check and the first bad index. Wrap the function in
+    ``checkify.checkify`` to receive the error (a check that is not
+    functionalised by checkify raises when traced)::
+
+        from jax.experimental import checkify
+        with jaxloss.value_checks():
+            err, value = checkify.checkify(jax.jit(step))(params, batch)
+        err.throw()
+
+    Outside the context the compiled program is unchanged (no cost). The
+    setting is part of jit's cache key: a function compiled without checks is
+    traced again, with them, inside the context.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> from jax.experimental import checkify
+      >>> f = jax.jit(lambda x, y: jaxloss.sparse_cross_entropy(x, y))
+      >>> with jaxloss.value_checks():
+      ...     err, _ = checkify.checkify(f)(jnp.zeros((2, 5)), jnp.array([1, 10]))
+      >>> print(err.get().split(" (")[0])
+      sparse_cross_entropy: labels must lie in [0, 5); first bad entry labels[1] = 10
+    """
+    if _CHECKS is not None:
+        with _CHECKS(True):
+            yield
+        return
+    previous = getattr(_CHECKS_FALLBACK, "on", False)  # pragma: no cover
+    _CHECKS_FALLBACK.on = True  # pragma: no cover
+    try:  # pragma: no cover
+        yield
+    finally:  # pragma: no cover
+        _CHECKS_FALLBACK.on = previous
+
+
+def value_check(ok: Array, loss_name: str, what: str, arg: str, x: Array) -> None:
+    """One checkify check: ``ok`` (shaped like ``x``) must hold everywhere; the
+    message names the loss, the check and the first bad index and value."""
+    if x.size == 0:
+        return
+    ok = jnp.broadcast_to(ok, x.shape)
+    first = jnp.argmin(ok.reshape(-1))
+    index = jnp.unravel_index(first, x.shape) if x.ndim else ()
+    fields = {f"i{k}": i for k, i in enumerate(index)}
+    where = ", ".join("{" + k + "}" for k in fields)
+    checkify.check(
+        jnp.all(ok),
+        f"{loss_name}: {arg} must {what}; first bad entry {arg}[{where}] = {{value}}",
+        value=x.reshape(-1)[first],
+        **fields,
+    )
 
 
 # ---------------------------------------------------------------------------
-# Reduction, weights and where: the one safe-reduction helper
+# Layouts: how the inputs relate to the unreduced loss
 # ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """How a loss's positional inputs are laid out against its unreduced loss.
+
+    Attributes:
+      floats: inputs that must be floating point (default: every input that is
+        not in ``labels`` or ``per_example``). Others must be real numeric or bool.
+      labels: inputs holding integer class labels (``TypeError`` otherwise).
+      same_shape: inputs that must share one shape (default: every input not in
+        ``per_example``).
+      reduced_axis: the axis of the inputs the loss reduces (a class or feature
+        axis), as an int or as the name of a static option (``"axis"``). The
+        unreduced loss is then shaped like the inputs without it.
+      per_example: inputs shaped like the unreduced loss (the first input
+        without ``reduced_axis``), such as integer labels or pair labels.
+      class_labels: whether ``labels`` index ``reduced_axis`` of the first input
+        (then the core checks them against its size, with ``ignore_index``).
+      mask_inputs: whether ``where`` zeroes the masked entries of the inputs laid
+        out like the loss (with ``reduced_axis``), before the kernel runs (the
+        first half of the double ``where``). ``False`` for in-batch losses, where
+        a masked example is still seen by the others.
+      native: floating inputs handed to the kernel in their own dtype (kernels
+        that accumulate in float32 themselves and must not copy a large bf16 input).
+      dense: ``where``/``weights`` may also be given per input element (a pixel
+        mask): one that broadcasts to the unreduced loss applies per loss entry;
+        otherwise one that broadcasts to the inputs reaches the kernel as
+        ``element_weights`` (its masked elements zeroed in the inputs first).
+      values: domains of input values, checked inside :func:`value_checks`.
+    """
+
+    floats: tuple[str, ...] | None = None
+    labels: tuple[str, ...] = ()
+    same_shape: tuple[str, ...] | None = None
+    reduced_axis: int | str | None = None
+    per_example: tuple[str, ...] = ()
+    class_labels: bool = False
+    mask_inputs: bool = True
+    native: tuple[str, ...] = ()
+    dense: bool = False
+    values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
+
+    def axis(self, options: Mapping[str, Any]) -> int | None:
+        """The reduced axis for these static options (may be negative)."""
+        return options[self.reduced_axis] if isinstance(self.reduced_axis, str) else self.reduced_axis
+
+    def float_inputs(self, inputs: Sequence[str]) -> tuple[str, ...]:
+        if self.floats is not None:
+            return self.floats
+        return tuple(i for i in inputs if i not in self.labels and i not in self.per_example)
+
+    def shared_shape(self, inputs: Sequence[str]) -> tuple[str, ...]:
+        if self.same_shape is not None:
+            return self.same_shape
+        return tuple(i for i in inputs if i not in self.per_example)
+
+    def check(self, loss_name: str, arrays: Mapping[str, Array], options: Mapping[str, Any]) -> None:
+        """The trace-time checks of dtypes, shapes, the axis and the labels."""
+        inputs = tuple(arrays)
+        floats = self.float_inputs(inputs)
+        for n in inputs:
+            if n in floats:
+                check_float(loss_name, n, arrays[n])
+            elif n in self.labels:
+                check_int(loss_name, n, arrays[n])
+            else:
+                check_real(loss_name, n, arrays[n])
+        same = self.shared_shape(inputs)
+        if len(same) > 1:
+            check_same_shape(loss_name, same, [arrays[n] for n in same])
+        axis = self.axis(options)
+        if axis is None:
+            return
+        first = arrays[inputs[0]]
+        if first.ndim == 0:
+            raise ValueError(f"{loss_name}: {inputs[0]} must have an axis {axis} to reduce, got a scalar")
+        ax = normalize_axis(loss_name, axis, first.ndim)
+        expected = first.shape[:ax] + first.shape[ax + 1:]
+        for n in self.per_example:
+            if tuple(arrays[n].shape) != tuple(expected):
+                raise ValueError(
+                    f"{loss_name}: {n} must have the shape of {inputs[0]} without axis {axis}: "
+                    f"{inputs[0]} {tuple(first.shape)} needs {n} {tuple(expected)}, got {n} {tuple(arrays[n].shape)}"
+                )
+        if self.class_labels:
+            if first.shape[ax] == 0:
+                raise ValueError(f"{loss_name}: {inputs[0]} has no classes along axis {axis} (shape {tuple(first.shape)})")
+            for n in self.labels:
+                check_labels(loss_name, arrays[n], first.shape[ax], options.get("ignore_index"), arg=n)
+
+    def mask(self, x: Array, mask: Array, options: Mapping[str, Any]) -> Array:
+        """``x`` with masked entries replaced by 0, when ``x`` is laid out like the
+        mask (possibly with the reduced axis); ``x`` unchanged otherwise."""
+        axis = self.axis(options)
+        if x.shape == mask.shape:
+            m = mask
+        elif axis is not None and x.ndim == mask.ndim + 1:
+            m = jnp.expand_dims(mask, axis % x.ndim)
+            if not broadcasts_to(m.shape, x.shape):
+                return x
+        else:
+            return x
+        return jnp.where(m, x, jnp.zeros_like(x))
+
+
+ELEMENTWISE = Layout()
+
+
+# ---------------------------------------------------------------------------
+# The kernel's result and the one safe reduction
+# ---------------------------------------------------------------------------
+
+
+class Unreduced(NamedTuple):
+    """What a kernel may return instead of a bare array of losses.
+
+    Attributes:
+      loss: the unreduced loss (per element, per example, per score or per anchor).
+      weight: intrinsic weight broadcastable to ``loss``, multiplying it in the
+        value and in the ``"mean"`` denominator (a class weight; 0 for an
+        ignored label, which also leaves the mean).
+      count: replaces ``weight`` in the ``"mean"`` denominator only (the number
+        of pairs an anchor's sum covers; PyTorch's class-weighted mean with label
+        smoothing, whose value is not a multiple of its denominator weight).
+    """
+
+    loss: Array
+    weight: Array | None = None
+    count: Array | None = None
 
 
 def reduce_loss(
@@ -233,66 +537,55 @@ def reduce_loss(
     reduction: str,
     weights: Array | None = None,
     where: Array | None = None,
-    mean_weights: Array | None = None,
-) -> Array:
+    count: Array | None = None,
+) -> Array | tuple[Array, Array]:
     """Weight, mask and reduce an unreduced loss.
 
-    * ``"none"``: ``w * l`` with masked (and zero-weight) entries exactly 0.
-    * ``"sum"``: ``sum(w * l)`` over unmasked entries.
-    * ``"mean"``: ``sum(w * l) / sum(w)`` over unmasked entries (``w = 1`` when no
-      weights are given, i.e. the plain mean over unmasked entries); 0 when
-      nothing is counted.
+    With ``w`` the weights (1 when not given) and the *counted* entries those
+    with ``where`` True and ``w != 0``:
 
-    Entries whose mask is False or whose weight is 0 contribute exactly 0 to
-    the value even when the loss there is inf or NaN.
-
-    ``mean_weights`` (broadcastable to ``values``; default: ``weights``) replaces
-    ``w`` in the ``"mean"`` denominator only: ``"mean"`` is then
-    ``sum(w * l) / sum(mean_weights)`` over the counted entries. It is for losses
-    whose value is not a multiple of its denominator weight (PyTorch's label
-    smoothing with class weights).
+    * ``"none"``: ``w * l``, exactly 0 where not counted (even if ``l`` is inf/NaN);
+    * ``"sum"``: ``s = sum(w * l)`` over counted entries;
+    * ``"sum_and_weight"``: ``(s, d)`` with ``d = sum(w)`` (or ``sum(count * w)``)
+      over counted entries, so that means over slices combine exactly as
+      ``sum(s) / sum(d)``;
+    * ``"mean"``: ``s / d``, 0 when nothing is counted.
     """
-    if weights is None and where is None and mean_weights is None:
+    if weights is None and where is None and count is None:
         if reduction == "none":
             return values
         total = jnp.sum(values)
-        if reduction == "sum":
-            return total
-        return total / values.size if values.size else jnp.zeros_like(total)
-
-    counted = None if where is None else jnp.broadcast_to(where, values.shape)
-    if weights is None:
-        w = None
+        den = jnp.asarray(values.size, total.dtype)
     else:
-        w = jnp.broadcast_to(weights.astype(values.dtype), values.shape)
-        nonzero = w != 0
-        counted = nonzero if counted is None else counted & nonzero
-    weighted = values if w is None else w * values
-    if counted is not None:
-        weighted = jnp.where(counted, weighted, jnp.zeros_like(weighted))
-    if reduction == "none":
-        return weighted
-    total = jnp.sum(weighted)
+        counted = None if where is None else jnp.broadcast_to(where, values.shape)
+        w = None if weights is None else jnp.broadcast_to(weights.astype(values.dtype), values.shape)
+        if w is not None:
+            counted = (w != 0) if counted is None else counted & (w != 0)
+        weighted = values if w is None else w * values
+        if counted is not None:
+            weighted = jnp.where(counted, weighted, jnp.zeros_like(weighted))
+        if reduction == "none":
+            return weighted
+        total = jnp.sum(weighted)
+        per = jnp.ones_like(values) if w is None else w
+        if count is not None:
+            per = jnp.broadcast_to(count.astype(values.dtype), values.shape) * (1 if weights is None else per)
+        den = jnp.sum(per if counted is None else jnp.where(counted, per, 0))
     if reduction == "sum":
         return total
-    if mean_weights is not None:
-        w = jnp.broadcast_to(mean_weights.astype(values.dtype), values.shape)
-    if counted is None:
-        den = jnp.sum(jnp.ones_like(values) if w is None else w)
-    else:
-        den = jnp.sum(jnp.where(counted, jnp.ones_like(values) if w is None else w, 0))
+    if reduction == "sum_and_weight":
+        return total, den
     return safe_div(total, den)
 
 
 def check_reduction(loss_name: str, reduction: Any) -> str:
-    """The reduction as ``"mean"``, ``"sum"`` or ``"none"`` (``None`` means
-    ``"none"``); ``ValueError`` listing the choices otherwise."""
+    """The reduction, with ``None`` read as ``"none"``; ``ValueError`` listing the
+    choices otherwise."""
     if reduction is None:
         return "none"
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"{loss_name}: reduction must be one of 'mean', 'sum', 'none' (or None), got {reduction!r}"
-        )
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        listed = ", ".join(map(repr, REDUCTIONS))
+        raise ValueError(f"{loss_name}: reduction must be one of {listed} (or None), got {reduction!r}")
     return reduction
 
 
@@ -302,49 +595,509 @@ def check_reduction(loss_name: str, reduction: Any) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Example:
+    """How tools exercise a loss (the shared tests, the self-check, benchmarks).
+
+    Attributes:
+      sample: ``sample(rng) -> tuple of numpy arrays``, example positional inputs.
+      sweep: ``(hparam, values)`` used to show a hyper-parameter is traced.
+      differentiable: indices of the inputs the shared tests differentiate.
+      grad_order: highest order for ``check_grads`` (2 where the loss is smooth
+        at the sample inputs, 1 otherwise).
+      optax: name of the equivalent function in ``optax.losses``, or None.
+    """
+
+    sample: Callable[[np.random.Generator], tuple] | None = None
+    sweep: tuple[str, tuple] | None = None
+    differentiable: tuple[int, ...] = (0,)
+    grad_order: int = 2
+    optax: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class LossSpec:
     """Everything jaxloss knows about one loss.
 
     Attributes:
       name: the public function name (``"huber_loss"``).
       fn: the public function.
-      cls: the generated :class:`Loss` subclass (``HuberLoss``).
-      family: ``"regression"``, ``"binary"``, ... (the module it lives in).
+      cls: the generated loss class (``HuberLoss``).
+      family: the registry family, which is the module it lives in
+        (``"regression"``, ``"binary"``, ``"multiclass"``, ...).
       inputs: names of the positional array inputs.
       hparams: numeric hyper-parameters and their defaults (traced; pytree leaves).
       static: structural options and their defaults (static; part of the treedef).
+      static_types: the :class:`Static` type of each structural option.
       checks: allowed ranges of the numeric hyper-parameters.
-      sample: ``sample(rng) -> tuple of numpy arrays``, example positional inputs.
-      sweep: ``(hparam, values)`` used to show a hyper-parameter is traced.
-      differentiable: indices of the inputs the shared tests differentiate.
-      grad_order: highest order for ``check_grads`` (2 where the loss is smooth
-        at the sample inputs, 1 otherwise).
-      optax: name of the optax equivalent for benchmarks/tests, or None.
+      layout: the :class:`Layout` of the inputs.
+      example: the :class:`Example` the shared tools use.
     """
 
     name: str
-    fn: Callable[..., Array]
+    fn: Callable[..., Any]
     cls: type
     family: str
     inputs: tuple[str, ...]
     hparams: Mapping[str, Any]
     static: Mapping[str, Any]
+    static_types: Mapping[str, Static]
     checks: Mapping[str, Interval]
-    sample: Callable[[np.random.Generator], tuple] | None
-    sweep: tuple[str, tuple] | None
-    differentiable: tuple[int, ...]
-    grad_order: int
-    optax: str | None
+    layout: Layout
+    example: Example
+
+    @property
+    def sample(self):
+        return self.example.sample
+
+    @property
+    def sweep(self):
+        return self.example.sweep
+
+    @property
+    def differentiable(self):
+        return self.example.differentiable
+
+    @property
+    def grad_order(self):
+        return self.example.grad_order
+
+    @property
+    def optax(self):
+        return self.example.optax
 
 
 REGISTRY: dict[str, LossSpec] = {}
-"""Every built-in loss by public name. Shared tests, benchmarks and the self-check
-iterate over it."""
+"""Every built-in loss by public name. Shared tests, benchmarks, the docs and
+the self-check iterate over it."""
+
+
+# ---------------------------------------------------------------------------
+# Step 1: the kernel's signature, and binding calls to it
+# ---------------------------------------------------------------------------
+
+# Names users bring from PyTorch, Keras and optax, mapped to jaxloss's.
+_ALIASES = {
+    "weight": "class_weights", "size_average": "reduction", "reduce": "reduction",
+    "sample_weight": "weights", "mask": "where", "margin_": "margin", "temp": "temperature",
+    "tau": "temperature", "beta_": "beta",
+}
+
+
+def did_you_mean(word: str, allowed: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for a misspelled or foreign option name, or ''."""
+    alias = _ALIASES.get(word)
+    if alias in allowed:
+        return f"; did you mean {alias!r}?"
+    close = difflib.get_close_matches(word, list(allowed), n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(map(repr, close)) + "?"
+
+
+def _unknown(owner: str, word: str, allowed: Sequence[str]) -> TypeError:
+    return TypeError(
+        f"{owner}: unexpected keyword argument {word!r}{did_you_mean(word, allowed)} "
+        f"(allowed: {', '.join(allowed)})"
+    )
+
+
+def _is_numeric_default(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, (numbers.Number, np.ndarray, jax.Array)) and not isinstance(value, bool)
+    )
+
+
+def _as_array(x: Any) -> Array:
+    return x if isinstance(x, jax.Array) else jnp.asarray(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """A kernel's inputs and options, and the binding of calls to them."""
+
+    name: str
+    inputs: tuple[str, ...]
+    hparams: Mapping[str, Any]
+    static: Mapping[str, Any]
+    static_types: Mapping[str, Static]
+    dense: bool
+
+    @classmethod
+    def parse(cls, kernel: Callable[..., Any], name: str, static: Mapping[str, Static] | Sequence[str]) -> Signature:
+        """Read the kernel's signature; ``TypeError`` for a kernel jaxloss cannot wrap."""
+        params = inspect.signature(kernel).parameters.values()
+        inputs = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
+        keywords = {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
+        dense = keywords.pop(_ELEMENT_WEIGHTS, inspect.Parameter.empty) is None
+        types = dict(static) if isinstance(static, Mapping) else {k: ANY for k in static}
+        for k, v in keywords.items():
+            if v is inspect.Parameter.empty:
+                raise TypeError(f"{name}: keyword option {k!r} needs a default")
+            if k in _COMMON:
+                raise TypeError(f"{name}: {k!r} is provided by jaxloss.loss; remove it from the kernel")
+            if k not in types and not _is_numeric_default(v):
+                raise TypeError(f"{name}: option {k!r} has a non-numeric default {v!r}; list it in static=")
+        unknown = set(types) - set(keywords)
+        if unknown:
+            raise TypeError(f"{name}: static options {sorted(unknown)} are not keyword arguments of the kernel")
+        return cls(
+            name=name,
+            inputs=inputs,
+            hparams={k: v for k, v in keywords.items() if k not in types},
+            static={k: v for k, v in keywords.items() if k in types},
+            static_types=types,
+            dense=dense,
+        )
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        return (*self.hparams, *self.static)
+
+    def bind(self, args: tuple, kwargs: dict) -> tuple[dict, dict, dict, dict]:
+        """``(arrays, hparams, static, common)`` for one call; any binding of the
+        advertised signature works (inputs by position or by name)."""
+        if len(args) > len(self.inputs):
+            raise TypeError(
+                f"{self.name}: takes {len(self.inputs)} positional inputs ({', '.join(self.inputs)}), "
+                f"got {len(args)}; options are keyword-only"
+            )
+        arrays = dict(zip(self.inputs, args))
+        hparams, static, common = dict(self.hparams), dict(self.static), {}
+        for k, v in kwargs.items():
+            if k in self.hparams:
+                hparams[k] = v
+            elif k in self.static:
+                static[k] = v
+            elif k in _COMMON:
+                common[k] = v
+            elif k in self.inputs:
+                if k in arrays:
+                    raise TypeError(f"{self.name}: got multiple values for input {k!r}")
+                arrays[k] = v
+            else:
+                raise _unknown(self.name, k, (*self.inputs, *self.options, *_COMMON))
+        missing = [n for n in self.inputs if n not in arrays]
+        if missing:
+            raise TypeError(f"{self.name}: missing input(s) {', '.join(map(repr, missing))}")
+        return {n: _as_array(arrays[n]) for n in self.inputs}, hparams, static, common
+
+    def python_signature(self) -> inspect.Signature:
+        """The signature users see: inputs, options, then ``reduction``, ``weights``, ``where``."""
+        P = inspect.Parameter
+        params = [P(n, P.POSITIONAL_OR_KEYWORD, annotation="ArrayLike") for n in self.inputs]
+        for k, v in self.hparams.items():
+            params.append(P(k, P.KEYWORD_ONLY, default=v, annotation="ArrayLike | None" if v is None else "ArrayLike"))
+        for k, v in self.static.items():
+            params.append(P(k, P.KEYWORD_ONLY, default=v, annotation=self.static_types[k].annotation))
+        params += [
+            P("reduction", P.KEYWORD_ONLY, default="mean", annotation="Reduction | None"),
+            P("weights", P.KEYWORD_ONLY, default=None, annotation="ArrayLike | None"),
+            P("where", P.KEYWORD_ONLY, default=None, annotation="ArrayLike | None"),
+        ]
+        return inspect.Signature(params, return_annotation="jax.Array")
+
+
+# ---------------------------------------------------------------------------
+# Step 2: the compiled program
+# ---------------------------------------------------------------------------
+
+
+def _run_kernel(kernel: Callable[..., Any], arrays: tuple, options: Mapping[str, Any]) -> Unreduced:
+    out = kernel(*arrays, **options)
+    return out if isinstance(out, Unreduced) else Unreduced(out)
+
+
+def _split_dense(
+    name: str, mask_like: Array | None, arg: str, loss_shape: tuple, input_shape: tuple
+) -> tuple[Array | None, Array | None]:
+    """``(per loss entry, per input element)``: a dense layout's ``where`` or
+    ``weights`` applies per loss entry when it broadcasts to the loss, else per
+    element of the inputs."""
+    if mask_like is None or broadcasts_to(mask_like.shape, loss_shape):
+        return mask_like, None
+    check_broadcastable(name, arg, mask_like.shape, input_shape,
+                        f"the unreduced loss {tuple(loss_shape)} or the inputs")
+    return None, jnp.broadcast_to(mask_like, input_shape)
+
+
+def _check_values(sig: Signature, layout: Layout, checks: Mapping[str, Interval],
+                  arrays: Mapping[str, Array], hparams: Mapping[str, Any], options: Mapping[str, Any],
+                  weights: Array | None) -> None:
+    """The checkify checks of :func:`value_checks` (only traced inside it)."""
+    name = sig.name
+    for n in layout.float_inputs(sig.inputs):
+        value_check(jnp.isfinite(arrays[n]), name, "be finite", n, arrays[n])
+    for n, domain in layout.values.items():
+        if domain.unless is None or not options.get(domain.unless):
+            value_check(domain.test(arrays[n]), name, domain.describe, n, arrays[n])
+    axis = layout.axis(options)
+    if layout.class_labels and axis is not None:
+        num = arrays[sig.inputs[0]].shape[axis]
+        ignore = options.get("ignore_index")
+        for n in layout.labels:
+            lab = arrays[n]
+            ok = (lab >= 0) & (lab < num)
+            if ignore is not None:
+                ok = ok | (lab == ignore)
+            what = f"lie in [0, {num})" + ("" if ignore is None else " or equal ignore_index")
+            value_check(ok, name, what, n, lab)
+    if weights is not None:
+        value_check(weights >= 0, name, "be >= 0", "weights", weights)
+    for k, interval in checks.items():
+        h = hparams.get(k)
+        if h is not None:
+            h = jnp.asarray(h)
+            value_check(interval.test(h), name, f"lie in {interval.describe()}", k, h)
+
+
+def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, checks: Mapping[str, Interval]):
+    """The jitted program for one loss: cast, mask, run the kernel, check, reduce."""
+
+    @functools.partial(jax.jit, static_argnames=("reduction", "static_items", "checked"))
+    def compute(arrays, hparams, weights, where, *, reduction, static_items, checked):
+        options = dict(static_items)
+        dtype = compute_dtype(*arrays)
+        arrays = tuple(
+            a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) and n not in layout.native else a
+            for n, a in zip(sig.inputs, arrays)
+        )
+        hparams = {k: (None if h is None else _cast_hparam(h, dtype)) for k, h in hparams.items()}
+        kernel_options = {**hparams, **options}
+        if sig.dense:
+            kernel_options[_ELEMENT_WEIGHTS] = None
+        loss_shape = jax.eval_shape(lambda *xs: _run_kernel(kernel, xs, kernel_options).loss, *arrays).shape
+        element = None
+        if sig.dense:
+            input_shape = arrays[0].shape
+            where, element_where = _split_dense(sig.name, where, "where", loss_shape, input_shape)
+            weights, element = _split_dense(sig.name, weights, "weights", loss_shape, input_shape)
+            if element_where is not None:
+                arrays = tuple(layout.mask(a, element_where, options) for a in arrays)
+                element = element_where.astype(dtype) if element is None else jnp.where(element_where, element, 0)
+            if element is not None:
+                kernel_options[_ELEMENT_WEIGHTS] = element.astype(dtype)
+        if weights is not None:
+            check_broadcastable(sig.name, "weights", weights.shape, loss_shape)
+        if where is not None:
+            check_broadcastable(sig.name, "where", where.shape, loss_shape)
+            if layout.mask_inputs:
+                mask = jnp.broadcast_to(where, loss_shape)
+                arrays = tuple(layout.mask(a, mask, options) for a in arrays)
+        if checked:
+            _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options,
+                          weights if element is None else element)
+        out = _run_kernel(kernel, arrays, kernel_options)
+        values = out.loss.astype(dtype)
+        w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
+        return reduce_loss(values, reduction=reduction, weights=w, where=where, count=out.count)
+
+    return compute
+
+
+def _cast_hparam(h: Any, dtype: Any) -> Any:
+    return jax.tree_util.tree_map(
+        lambda x: jnp.asarray(x, dtype) if jnp.issubdtype(jnp.result_type(x), jnp.floating) else x, h
+    )
+
+
+# ---------------------------------------------------------------------------
+# Step 3: the public function
+# ---------------------------------------------------------------------------
+
+
+def _validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval],
+                   validate: Callable[..., None] | None, arrays: dict, hparams: dict, static: dict,
+                   common: dict) -> tuple[str, Array | None, Array | None]:
+    """Every trace-time check of one call; returns ``(reduction, weights, where)``."""
+    name = sig.name
+    reduction = check_reduction(name, common.get("reduction", "mean"))
+    for k, v in static.items():
+        sig.static_types[k].check(name, k, v)
+        try:
+            hash(v)
+        except TypeError:
+            raise TypeError(f"{name}: {k} is a static option and must be hashable, got {type(v).__name__}") from None
+    layout.check(name, arrays, static)
+    for k, interval in checks.items():
+        check_range(name, k, hparams.get(k), interval)
+    if validate is not None:
+        validate(name, *arrays.values(), **hparams, **static)
+    weights, where = common.get("weights"), common.get("where")
+    if weights is not None:
+        weights = jnp.asarray(weights)
+        if not jnp.issubdtype(weights.dtype, jnp.number) or jnp.issubdtype(weights.dtype, jnp.complexfloating):
+            raise TypeError(f"{name}: weights must be a real numeric array, got dtype {weights.dtype}")
+    if where is not None:
+        where = jnp.asarray(where)
+        if where.dtype != jnp.bool_:
+            raise TypeError(f"{name}: where must be a boolean mask, got dtype {where.dtype}")
+    return reduction, weights, where
+
+
+def _as_traced(hparams: dict, dtype: Any) -> dict:
+    """Python numbers become arrays of the compute dtype, so ``gamma=2`` and
+    ``gamma=2.0`` (and ``gamma=3.0``) share one compiled program eagerly."""
+    out = {}
+    for k, v in hparams.items():
+        if isinstance(v, (list, tuple)):
+            v = jnp.asarray(v)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = np.asarray(v, dtype)
+        out[k] = v
+    return out
+
+
+def _make_public(kernel: Callable[..., Any], sig: Signature, layout: Layout, checks: Mapping[str, Interval],
+                 validate: Callable[..., None] | None) -> Callable[..., Any]:
+    compute = _make_compute(kernel, sig, layout, checks)
+
+    def public(*args: Any, **kwargs: Any) -> Any:
+        arrays, hparams, static, common = sig.bind(args, kwargs)
+        reduction, weights, where = _validate_call(sig, layout, checks, validate, arrays, hparams, static, common)
+        hparams = _as_traced(hparams, compute_dtype(*arrays.values()))
+        return compute(
+            tuple(arrays.values()), hparams, weights, where,
+            reduction=reduction, static_items=tuple(static.items()), checked=checking(),
+        )
+
+    public.__signature__ = sig.python_signature()  # type: ignore[attr-defined]
+    public.__name__ = public.__qualname__ = sig.name
+    public.__doc__ = _document(kernel.__doc__, sig, layout)
+    public.__module__ = kernel.__module__ or "__main__"
+    public.__wrapped_kernel__ = kernel  # type: ignore[attr-defined]
+    public._compute = compute  # type: ignore[attr-defined]  # the jitted program (tests read its cache)
+    return public
+
+
+_SHARED_ARGS = {
+    "elementwise": "broadcastable to the inputs' shape (the unreduced loss)",
+    "reduced": "broadcastable to the per-example shape (the inputs without the reduced axis)",
+    "dense": (
+        "per score when it broadcasts to the unreduced loss; otherwise per element of the inputs "
+        "(a pixel mask or pixel weights: masked pixels leave the counts, a weight k counts a pixel k times, "
+        "and a score whose pixels are all masked leaves the mean)"
+    ),
+    "batch": "per anchor, shape ``[B]`` (a masked anchor still serves as the others' positive or negative)",
+}
+
+
+def _document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
+    """The kernel's docstring with the shared ``reduction``/``weights``/``where``
+    arguments appended to its Args, written here once for every loss."""
+    if not doc or "Args:" not in doc:
+        return doc
+    kind = ("dense" if layout.dense else "batch" if not layout.mask_inputs
+            else "reduced" if layout.reduced_axis is not None or layout.per_example else "elementwise")
+    indent = " " * 4
+    lines = [
+        '  reduction: ``"mean"`` (default), ``"sum"``, ``"none"`` (or ``None``), or',
+        f'{indent}``"sum_and_weight"``: the pair ``(s, w)`` with ``"mean" == s / w``, for',
+        f"{indent}exact means over micro-batches and devices (``sum(s) / sum(w)``).",
+        f"  weights: optional non-negative weights, {_SHARED_ARGS[kind]};",
+        f"{indent}``\"mean\"`` is the weighted mean ``sum(w l) / sum(w)``.",
+        "  where: optional boolean mask of the same shape as ``weights``; masked entries",
+        f"{indent}contribute exactly 0 to the value and the gradient (0 if all are masked).",
+    ]
+    head, sep, tail = doc.partition("Args:")
+    body = tail.split("\n\n", 1)
+    base = " " * (len(head) - len(head.rstrip(" ")))
+    extra = "\n".join(base + line for line in lines)
+    body[0] = body[0].rstrip() + "\n" + extra
+    return head + sep + "\n\n".join(body)
 
 
 # ---------------------------------------------------------------------------
 # The decorator
 # ---------------------------------------------------------------------------
+
+
+def loss(
+    kernel: Callable[..., Any] | None = None,
+    *,
+    family: str = "custom",
+    static: Mapping[str, Static] | Sequence[str] = (),
+    checks: Mapping[str, Interval] | None = None,
+    layout: Layout = ELEMENTWISE,
+    validate: Callable[..., None] | None = None,
+    example: Example | None = None,
+    name: str | None = None,
+    class_name: str | None = None,
+    register: bool = False,
+) -> Any:
+    r"""Turn a loss kernel into a public loss function and its class.
+
+    The kernel takes its input arrays positionally and its options as
+    keyword-only arguments with defaults, and returns the *unreduced* loss (per
+    element, or per example for losses that reduce an axis), or an
+    :class:`Unreduced` carrying an intrinsic weight (class weights; 0 for an
+    ignored label) and a count for the ``"mean"`` denominator. It never
+    reduces, masks, weights, validates or casts: the decorator does.
+
+    The returned function has the kernel's signature plus ``reduction="mean"``
+    (``"mean"``, ``"sum"``, ``"none"``/``None``, ``"sum_and_weight"``),
+    ``weights=None`` and ``where=None``: ``"sum"`` is :math:`\sum_i w_i l_i`
+    over unmasked entries and ``"mean"`` is :math:`\sum_i w_i l_i / \sum_i w_i`
+    (0 when nothing is counted). Masked inputs are replaced by zeros before the
+    kernel runs, so a NaN in a masked entry never reaches the value or the
+    gradient. Numeric options (every keyword option not in ``static``) are
+    traced; Python numbers among them become arrays of the compute dtype, so
+    they are floats inside the kernel (make an integer option static).
+
+    Args:
+      kernel: the per-element (or per-example) math.
+      family: registry family: the module of a built-in loss.
+      static: the structural options, as ``{name: Static}`` (typed:
+        ``FLAG``, ``OPTIONAL_INT``, ``choice("a", "b")``, ...) or a sequence of
+        names (untyped); every other keyword option is numeric and traced.
+      checks: allowed :class:`Interval` of numeric hyper-parameters, checked when
+        their values are concrete (``ValueError``) and inside :func:`value_checks`.
+      layout: how the inputs relate to the unreduced loss (:class:`Layout`);
+        the default is elementwise (every input floating and of one shape).
+      validate: extra trace-time checks, called as ``validate(name, *inputs,
+        **options)`` with every option.
+      example: how the shared tests, benchmarks and self-check exercise the loss.
+      name, class_name: override the public names.
+      register: put the loss in :data:`REGISTRY` (the built-in families do).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> @jaxloss.loss
+      ... def cubic_loss(pred, target, *, scale=1.0):
+      ...     "Cubic loss :math:`s |p - t|^3`."
+      ...     return scale * jnp.abs(pred - target) ** 3
+      >>> cubic_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]))
+      Array(4.5, dtype=float32)
+      >>> cubic_loss.Loss(scale=2.0)
+      CubicLoss(scale=2.0, reduction='mean')
+    """
+    if kernel is None:
+        return functools.partial(
+            loss, family=family, static=static, checks=checks, layout=layout, validate=validate,
+            example=example, name=name, class_name=class_name, register=register,
+        )
+    from ._objects import make_loss_class
+
+    sig = Signature.parse(kernel, name or kernel.__name__, static)
+    checks = dict(checks or {})
+    public = _make_public(kernel, sig, layout, checks, validate)
+    cls = make_loss_class(class_name or class_name_for(sig.name), public, sig, checks)
+    public.Loss = cls  # type: ignore[attr-defined]
+    spec = LossSpec(
+        name=sig.name, fn=public, cls=cls, family=family, inputs=sig.inputs, hparams=sig.hparams,
+        static=sig.static, static_types=sig.static_types, checks=checks, layout=layout,
+        example=example or Example(),
+    )
+    public.spec = spec  # type: ignore[attr-defined]
+    if register:
+        REGISTRY[sig.name] = spec
+    return public
+
+
+def builtin(family: str) -> Callable[..., Any]:
+    """The decorator of a built-in family: :func:`loss` with ``family`` set and
+    ``register=True``."""
+    return functools.partial(loss, family=family, register=True)
+
 
 _ACRONYMS = {
     "mse": "MSE", "mae": "MAE", "msle": "MSLE", "mape": "MAPE", "nll": "NLL", "kl": "KL",
@@ -355,465 +1108,3 @@ _ACRONYMS = {
 def class_name_for(name: str) -> str:
     """``huber_loss -> HuberLoss``, ``mse_loss -> MSELoss``, ``nll_loss -> NLLLoss``."""
     return "".join(_ACRONYMS.get(part, part.capitalize()) for part in name.split("_"))
-
-
-_COMMON = ("reduction", "weights", "where")
-
-
-def _is_numeric_default(value: Any) -> bool:
-    return value is None or isinstance(value, (numbers.Number, np.ndarray, jax.Array))
-
-
-def loss(
-    kernel: Callable[..., Any] | None = None,
-    *,
-    family: str = "custom",
-    static: Sequence[str] = (),
-    checks: Mapping[str, Interval] | None = None,
-    float_inputs: Sequence[str] | None = None,
-    label_inputs: Sequence[str] = (),
-    same_shape: Sequence[str] | None = None,
-    reduced_axis: int | str | None = None,
-    validate: Callable[..., None] | None = None,
-    sample: Callable[[np.random.Generator], tuple] | None = None,
-    sweep: tuple[str, tuple] | None = None,
-    differentiable: Sequence[int] = (0,),
-    grad_order: int = 2,
-    optax: str | None = None,
-    name: str | None = None,
-    class_name: str | None = None,
-    native_dtype: Sequence[str] = (),
-    register: bool | None = None,
-    masked_inputs: Sequence[str] | None = None,
-) -> Any:
-    r"""Turn a loss kernel into a public loss function and its class.
-
-    The kernel takes its input arrays positionally and its hyper-parameters as
-    keyword-only arguments with defaults, and returns the *unreduced* loss
-    (per element, or per example for losses that reduce an axis), or a pair
-    ``(loss, weight)`` where ``weight`` is an intrinsic weight broadcastable to
-    the loss (class weights; 0 for an ignored label), or a triple ``(loss,
-    weight, mean_weight)`` whose ``mean_weight`` replaces ``weight`` in the
-    ``"mean"`` denominator (for losses whose weighted value is not a multiple of
-    the denominator weight, e.g. PyTorch's label smoothing with class weights).
-    It never reduces, masks, weights, validates or casts: the decorator does.
-
-    The returned function has the kernel's signature plus ``reduction="mean"``
-    (``"mean"``, ``"sum"``, ``"none"``/``None``), ``weights=None`` (broadcastable
-    to the unreduced loss) and ``where=None`` (boolean mask of the same):
-    ``"sum"`` is :math:`\sum_i w_i l_i` over unmasked entries and ``"mean"`` is
-    :math:`\sum_i w_i l_i / \sum_i w_i` (0 when nothing is counted). Masked
-    inputs are replaced by zeros before the kernel runs, so a NaN in a masked
-    entry never reaches the value or the gradient.
-
-    Args:
-      kernel: the per-element (or per-example) math.
-      family: registry family (``"regression"``, ``"binary"``, ...).
-      static: names of structural keyword options (static under ``jit``); every
-        other keyword hyper-parameter is numeric and traced.
-      checks: allowed :class:`Interval` of numeric hyper-parameters, checked when
-        their values are concrete (``ValueError``).
-      float_inputs: inputs that must be floating point (default: all inputs not
-        in ``label_inputs``). Integer or bool values raise ``TypeError``.
-      label_inputs: inputs that must hold integer labels (``TypeError`` otherwise).
-      same_shape: inputs that must share one shape (default: all inputs).
-      reduced_axis: for losses that reduce an axis of their inputs, that axis
-        (an int, or the name of a static option such as ``"axis"``); used to
-        extend a per-example ``where`` mask onto the inputs.
-      validate: extra trace-time checks, called as ``validate(name, *inputs,
-        **options)`` with the full set of options.
-      sample, sweep, differentiable, grad_order, optax: registry metadata (see
-        :class:`LossSpec`).
-      name, class_name: override the public names.
-      native_dtype: floating inputs handed to the kernel in their own dtype
-        instead of the compute dtype (for kernels that accumulate in float32
-        themselves and must not copy a large bf16 input to float32, such as the
-        weight of a language-model head). The returned loss still follows the
-        dtype policy.
-      masked_inputs: inputs laid out like the unreduced loss (possibly with the
-        ``reduced_axis`` added) whose masked entries are zeroed before the kernel
-        runs (default: every input whose shape allows it). Pass ``()`` for losses
-        whose entries depend on other entries' inputs (in-batch mining): zeroing
-        a masked example's label would change the other examples' losses.
-      register: put the loss in :data:`REGISTRY` (default: built-in losses of
-        ``jaxloss.*`` modules are registered, user losses are not; ``False``
-        for losses the shared checks cannot call, e.g. ones needing a named
-        mesh axis).
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> @jaxloss.loss
-      ... def cubic_loss(pred, target, *, scale=1.0):
-      ...     "Cubic loss :math:`s |p - t|^3`."
-      ...     return scale * jnp.abs(pred - target) ** 3
-      >>> float(cubic_loss(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))
-      4.5
-      >>> cubic_loss.Loss(scale=2.0)
-      CubicLoss(scale=2.0, reduction='mean')
-    """
-    if kernel is None:
-        return functools.partial(
-            loss, family=family, static=static, checks=checks, float_inputs=float_inputs,
-            label_inputs=label_inputs, same_shape=same_shape, reduced_axis=reduced_axis,
-            validate=validate, sample=sample, sweep=sweep, differentiable=differentiable,
-            grad_order=grad_order, optax=optax, name=name, class_name=class_name,
-            native_dtype=native_dtype, register=register, masked_inputs=masked_inputs,
-        )
-
-    fname = name or kernel.__name__
-    sig = inspect.signature(kernel)
-    inputs = tuple(
-        p.name for p in sig.parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    )
-    keywords = {p.name: p.default for p in sig.parameters.values() if p.kind == p.KEYWORD_ONLY}
-    for k, v in keywords.items():
-        if v is inspect.Parameter.empty:
-            raise TypeError(f"{fname}: keyword option {k!r} needs a default")
-        if k in _COMMON:
-            raise TypeError(f"{fname}: {k!r} is provided by jaxloss.loss; remove it from the kernel")
-    unknown = set(static) - set(keywords)
-    if unknown:
-        raise TypeError(f"{fname}: static options {sorted(unknown)} are not keyword arguments of the kernel")
-    static_defaults = {k: keywords[k] for k in keywords if k in static}
-    hparam_defaults = {k: v for k, v in keywords.items() if k not in static}
-    for k, v in hparam_defaults.items():
-        if not _is_numeric_default(v):
-            raise TypeError(f"{fname}: option {k!r} has a non-numeric default {v!r}; list it in static=")
-    checks = dict(checks or {})
-    label_set = tuple(label_inputs)
-    float_set = tuple(float_inputs) if float_inputs is not None else tuple(i for i in inputs if i not in label_set)
-    same_set = tuple(same_shape) if same_shape is not None else inputs
-    native = frozenset(native_dtype)
-    masked = frozenset(inputs if masked_inputs is None else masked_inputs)
-    unknown_inputs = (set(float_set) | set(label_set) | set(same_set) | native | masked) - set(inputs)
-    if unknown_inputs:
-        raise TypeError(f"{fname}: {sorted(unknown_inputs)} are not positional inputs of the kernel")
-
-    @functools.partial(jax.jit, static_argnames=("reduction", "static_items"))
-    def _compute(arrays, hparams, weights, where, *, reduction, static_items):
-        opts = dict(static_items)
-        dtype = compute_dtype(*arrays)
-        arrays = tuple(
-            a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) and n not in native else a
-            for n, a in zip(inputs, arrays)
-        )
-        hparams = jax.tree_util.tree_map(
-            lambda h: jnp.asarray(h, dtype) if jnp.issubdtype(jnp.result_type(h), jnp.floating) else h,
-            hparams,
-        )
-
-        def run(*xs):
-            out = kernel(*xs, **hparams, **opts)
-            # (loss,) | (loss, weight) | (loss, weight, mean_weight): see reduce_loss
-            out = out if isinstance(out, tuple) else (out,)
-            return tuple(out) + (None,) * (3 - len(out))
-
-        loss_shape = jax.eval_shape(run, *arrays)[0].shape
-        if weights is not None:
-            check_broadcastable(fname, "weights", weights.shape, loss_shape)
-        if where is not None:
-            check_broadcastable(fname, "where", where.shape, loss_shape)
-            mask = jnp.broadcast_to(where, loss_shape)
-            axis = opts.get(reduced_axis) if isinstance(reduced_axis, str) else reduced_axis
-            arrays = tuple(
-                _mask_input(a, mask, axis) if n in masked else a for n, a in zip(inputs, arrays)
-            )
-        values, intrinsic, mean_w = run(*arrays)
-        values = values.astype(dtype)
-        if intrinsic is not None:
-            w = intrinsic if weights is None else intrinsic * weights
-        else:
-            w = weights
-        if mean_w is not None and weights is not None:
-            mean_w = mean_w * weights
-        return reduce_loss(values, reduction=reduction, weights=w, where=where, mean_weights=mean_w)
-
-    def public(*args: Any, **kwargs: Any) -> Array:
-        if len(args) != len(inputs):
-            raise TypeError(
-                f"{fname}: expected {len(inputs)} positional inputs ({', '.join(inputs)}), got {len(args)}"
-            )
-        bad = set(kwargs) - set(keywords) - set(_COMMON)
-        if bad:
-            raise TypeError(f"{fname}: unexpected keyword arguments {sorted(bad)}")
-        reduction = check_reduction(fname, kwargs.pop("reduction", "mean"))
-        weights = kwargs.pop("weights", None)
-        where = kwargs.pop("where", None)
-        arrays = tuple(jnp.asarray(a) for a in args)
-        by_name = dict(zip(inputs, arrays))
-        for n in float_set:
-            check_float(fname, n, by_name[n])
-        for n in label_set:
-            check_int(fname, n, by_name[n])
-        if len(same_set) > 1:
-            check_same_shape(fname, same_set, [by_name[n] for n in same_set])
-        opts = {**static_defaults, **{k: v for k, v in kwargs.items() if k in static_defaults}}
-        hps = {**hparam_defaults, **{k: v for k, v in kwargs.items() if k in hparam_defaults}}
-        for k, interval in checks.items():
-            check_range(fname, k, hps.get(k), interval)
-        if validate is not None:
-            validate(fname, *arrays, **hps, **opts)
-        if weights is not None:
-            weights = jnp.asarray(weights)
-            if not jnp.issubdtype(weights.dtype, jnp.number) or jnp.issubdtype(weights.dtype, jnp.complexfloating):
-                raise TypeError(f"{fname}: weights must be a real numeric array, got dtype {weights.dtype}")
-        if where is not None:
-            where = jnp.asarray(where)
-            if where.dtype != jnp.bool_:
-                raise TypeError(f"{fname}: where must be a boolean mask, got dtype {where.dtype}")
-        hps = {k: (jnp.asarray(v) if isinstance(v, (list, tuple)) else v) for k, v in hps.items()}
-        return _compute(
-            arrays, hps, weights, where, reduction=reduction,
-            static_items=tuple(sorted(opts.items())),
-        )
-
-    params = [p for p in sig.parameters.values()]
-    params += [
-        inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean", annotation="Reduction"),
-        inspect.Parameter("weights", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="ArrayLike | None"),
-        inspect.Parameter("where", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="ArrayLike | None"),
-    ]
-    public.__signature__ = sig.replace(parameters=params, return_annotation="jax.Array")  # type: ignore[attr-defined]
-    public.__name__ = fname
-    public.__qualname__ = fname
-    public.__doc__ = kernel.__doc__
-    public.__module__ = kernel.__module__ or "__main__"
-    public.__wrapped_kernel__ = kernel  # type: ignore[attr-defined]
-
-    cname = class_name or class_name_for(fname)
-    cls = _make_class(cname, fname, public, hparam_defaults, static_defaults, checks, kernel.__module__ or "__main__")
-    public.Loss = cls  # type: ignore[attr-defined]
-
-    spec = LossSpec(
-        name=fname, fn=public, cls=cls, family=family, inputs=inputs,
-        hparams=hparam_defaults, static=static_defaults, checks=checks, sample=sample,
-        sweep=sweep, differentiable=tuple(differentiable), grad_order=grad_order, optax=optax,
-    )
-    public.spec = spec  # type: ignore[attr-defined]
-    module_name = kernel.__module__ or ""
-    builtin = module_name.startswith("jaxloss.")
-    if builtin if register is None else register:
-        REGISTRY[fname] = spec
-    if builtin:  # the class is placed beside its function
-        setattr(sys.modules[module_name], cname, cls)
-    return public
-
-
-def _mask_input(x: Array, mask: Array, axis: int | None) -> Array:
-    """Replace masked entries of an input by 0 (the first half of the double
-    ``where``), when the mask can be laid onto the input."""
-    if x.shape == mask.shape:
-        m = mask
-    elif axis is not None and x.ndim == mask.ndim + 1:
-        m = jnp.expand_dims(mask, axis % x.ndim)
-        if tuple(np.broadcast_shapes(m.shape, x.shape)) != x.shape:
-            return x
-    else:
-        return x
-    return jnp.where(m, x, jnp.zeros_like(x))
-
-
-# ---------------------------------------------------------------------------
-# Loss objects
-# ---------------------------------------------------------------------------
-
-
-def _is_scalar(x: Any) -> bool:
-    return isinstance(x, numbers.Number) or (hasattr(x, "shape") and getattr(x, "ndim", 1) == 0)
-
-
-class Loss:
-    """Base class of every loss object.
-
-    Loss objects are immutable pytrees that are called like their function,
-    ``crit(*inputs, weights=None, where=None)``, and compose into weighted sums
-    with ``+``, ``-``, ``*`` and ``/`` by scalars::
-
-        combo = DiceLoss(from_logits=True) + 0.5 * BinaryCrossEntropyWithLogits()
-        combo(logits, masks)  # == dice(...) + 0.5 * bce(...)
-    """
-
-    def __call__(self, *inputs: Any, weights: Any = None, where: Any = None) -> Array:
-        raise NotImplementedError
-
-    def _terms(self) -> tuple[tuple[Any, "Loss"], ...]:
-        return ((1.0, self),)
-
-    def __add__(self, other: Any) -> "WeightedSum":
-        if not isinstance(other, Loss):
-            return NotImplemented
-        return WeightedSum(self._terms() + other._terms())
-
-    def __radd__(self, other: Any) -> "Loss":
-        if isinstance(other, numbers.Number) and other == 0:  # sum([...]) starts at 0
-            return self
-        return NotImplemented
-
-    def __sub__(self, other: Any) -> "WeightedSum":
-        if not isinstance(other, Loss):
-            return NotImplemented
-        return self + (-1.0) * other
-
-    def __mul__(self, scale: Any) -> "WeightedSum":
-        if not _is_scalar(scale):
-            return NotImplemented
-        return WeightedSum(tuple((c * scale, l) for c, l in self._terms()))
-
-    __rmul__ = __mul__
-
-    def __truediv__(self, scale: Any) -> "WeightedSum":
-        if not _is_scalar(scale):
-            return NotImplemented
-        return WeightedSum(tuple((c / scale, l) for c, l in self._terms()))
-
-    def __neg__(self) -> "WeightedSum":
-        return self * -1.0
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise dataclasses.FrozenInstanceError(f"{type(self).__name__} is immutable")
-
-
-@jax.tree_util.register_pytree_node_class
-class WeightedSum(Loss):
-    """``sum_k c_k * loss_k(*inputs, weights=..., where=...)``: losses composed
-    with ``+ - * /``. The coefficients are pytree leaves (traced under jit)."""
-
-    def __init__(self, terms: Sequence[tuple[Any, Loss]]):
-        object.__setattr__(self, "terms", tuple((c, l) for c, l in terms))
-
-    def _terms(self) -> tuple[tuple[Any, Loss], ...]:
-        return self.terms
-
-    def __call__(self, *inputs: Any, weights: Any = None, where: Any = None) -> Array:
-        total = None
-        for c, term in self.terms:
-            part = c * term(*inputs, weights=weights, where=where)
-            total = part if total is None else total + part
-        return total
-
-    def __repr__(self) -> str:
-        out = []
-        for i, (c, term) in enumerate(self.terms):
-            neg = _is_number(c) and c < 0
-            mag = -c if neg else c
-            body = repr(term) if _is_number(mag) and mag == 1 else f"{_fmt(mag)} * {term!r}"
-            out.append(("- " if neg else "+ ") + body if i else ("-" if neg else "") + body)
-        return " ".join(out)
-
-    def tree_flatten(self):
-        coefs = tuple(c for c, _ in self.terms)
-        losses = tuple(l for _, l in self.terms)
-        return (coefs, losses), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        coefs, losses = children
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "terms", tuple(zip(coefs, losses)))
-        return obj
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, numbers.Number) or (is_concrete(x) and np.ndim(x) == 0 and hasattr(x, "dtype"))
-
-
-def _fmt(x: Any) -> str:
-    if isinstance(x, float) or (hasattr(x, "dtype") and is_concrete(x) and np.ndim(x) == 0):
-        return f"{float(x):g}"
-    return repr(x)
-
-
-class FunctionLoss(Loss):
-    """Base of the classes generated by :func:`loss` (one per loss function)."""
-
-    _fn: Callable[..., Array]
-    _hparam_defaults: Mapping[str, Any]
-    _static_defaults: Mapping[str, Any]
-
-    def __init__(self, **options: Any):
-        cls = type(self)
-        allowed = set(cls._hparam_defaults) | set(cls._static_defaults) | {"reduction"}
-        bad = set(options) - allowed
-        if bad:
-            raise TypeError(f"{cls.__name__}: unexpected options {sorted(bad)}; allowed: {sorted(allowed)}")
-        fname = cls._fn.__name__
-        reduction = check_reduction(fname, options.pop("reduction", "mean"))
-        hparams = {k: options.get(k, v) for k, v in cls._hparam_defaults.items()}
-        static = {k: options.get(k, v) for k, v in cls._static_defaults.items()}
-        for k, interval in cls._checks.items():
-            check_range(fname, k, hparams.get(k), interval)
-        object.__setattr__(self, "_hparams", hparams)
-        object.__setattr__(self, "_static", {**static, "reduction": reduction})
-
-    def __getattr__(self, name: str) -> Any:
-        for store in ("_hparams", "_static"):
-            values = self.__dict__.get(store, {})
-            if name in values:
-                return values[name]
-        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
-
-    def __call__(self, *inputs: Any, weights: Any = None, where: Any = None) -> Array:
-        return type(self)._fn(*inputs, **self._hparams, **self._static, weights=weights, where=where)
-
-    def __repr__(self) -> str:
-        items = {**self._hparams, **self._static}
-        return f"{type(self).__name__}({', '.join(f'{k}={_repr_value(v)}' for k, v in items.items())})"
-
-    def __eq__(self, other: Any) -> bool:
-        if type(other) is not type(self):
-            return NotImplemented
-        a, b = jax.tree_util.tree_flatten(self), jax.tree_util.tree_flatten(other)
-        return a[1] == b[1] and all(
-            x is y or (is_concrete(x) and is_concrete(y) and np.array_equal(np.asarray(x), np.asarray(y)))
-            for x, y in zip(a[0], b[0])
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def tree_flatten(self):
-        names = tuple(self._hparams)
-        return tuple(self._hparams[k] for k in names), (names, tuple(self._static.items()))
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        names, static = aux
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "_hparams", dict(zip(names, children)))
-        object.__setattr__(obj, "_static", dict(static))
-        return obj
-
-
-def _repr_value(v: Any) -> str:
-    if hasattr(v, "shape") and np.ndim(v) > 0:
-        return f"Array(shape={tuple(v.shape)}, dtype={v.dtype})"
-    if hasattr(v, "dtype") and is_concrete(v):
-        return repr(np.asarray(v).item())
-    return repr(v)
-
-
-def _make_class(cname, fname, fn, hparam_defaults, static_defaults, checks, module) -> type:
-    doc_head = f"Loss object for :func:`jaxloss.{fname}`.\n\n"
-    summary = (fn.__doc__ or "").strip().split("\n")[0]
-    opts = ", ".join([*hparam_defaults, *static_defaults, "reduction"])
-    doc = (
-        doc_head
-        + (summary + "\n\n" if summary else "")
-        + f"``{cname}({opts})`` stores the options; calling it as ``crit(*inputs, weights=None, where=None)`` "
-        f"equals ``{fname}(*inputs, **options, weights=weights, where=where)``. Numeric options are pytree "
-        "leaves (traced under jit/vmap), structural ones are static. Compose with ``+ - * /``."
-    )
-    cls = type(
-        cname,
-        (FunctionLoss,),
-        {
-            "__doc__": doc,
-            "__module__": module,
-            "__qualname__": cname,
-            "_fn": staticmethod(fn),
-            "_hparam_defaults": dict(hparam_defaults),
-            "_static_defaults": dict(static_defaults),
-            "_checks": dict(checks),
-        },
-    )
-    return jax.tree_util.register_pytree_node_class(cls)

@@ -21,16 +21,14 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import loss, normalize_axis
+from ._core import AXIS, FLAG, NONNEGATIVE_VALUES, Example, Layout, builtin
+
+divergence = builtin("divergence")
 
 __all__ = [
     "js_divergence", "JSDivergence",
     "kl_divergence", "KLDivergence",
 ]
-
-
-def _validate(name, log_pred, target, *, axis=-1, **_):
-    normalize_axis(name, axis, log_pred.ndim)
 
 
 def _distribution_sample(rng: np.random.Generator) -> tuple:
@@ -52,8 +50,12 @@ def _target_terms(target, log_target):
     return target, log_p, zero
 
 
-@loss(family="divergence", static=("log_target", "axis"), reduced_axis="axis", validate=_validate,
-      sample=_distribution_sample, differentiable=(0, 1), optax="kl_divergence")
+_OPTIONS = {"log_target": FLAG, "axis": AXIS}
+_LAYOUT = Layout(reduced_axis="axis", values={"target": NONNEGATIVE_VALUES.but_not_when("log_target")})
+
+
+@divergence(static=_OPTIONS, layout=_LAYOUT,
+            example=Example(_distribution_sample, differentiable=(0, 1), optax="kl_divergence"))
 def kl_divergence(log_pred, target, *, log_target=False, axis=-1):
     r"""Kullback-Leibler divergence :math:`\mathrm{KL}(\text{target} \,\|\, \text{pred})`.
 
@@ -75,8 +77,6 @@ def kl_divergence(log_pred, target, *, log_target=False, axis=-1):
         when ``log_target=True``.
       log_target: whether ``target`` is in log space (static).
       axis: the class axis (static).
-      reduction, weights, where: as for every jaxloss loss; ``weights`` and
-        ``where`` have the per-example shape (inputs without ``axis``).
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-example divergences.
@@ -96,8 +96,7 @@ def kl_divergence(log_pred, target, *, log_target=False, axis=-1):
     return jnp.sum(terms, axis=ax)
 
 
-@loss(family="divergence", static=("log_target", "axis"), reduced_axis="axis", validate=_validate,
-      sample=_distribution_sample, differentiable=(0, 1))
+@divergence(static=_OPTIONS, layout=_LAYOUT, example=Example(_distribution_sample, differentiable=(0, 1)))
 def js_divergence(log_pred, target, *, log_target=False, axis=-1):
     r"""Jensen-Shannon divergence between the target and the prediction (in nats).
 
@@ -121,7 +120,6 @@ def js_divergence(log_pred, target, *, log_target=False, axis=-1):
         when ``log_target=True``.
       log_target: whether ``target`` is in log space (static).
       axis: the class axis (static).
-      reduction, weights, where: as for every jaxloss loss (per-example shape).
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-example divergences.
@@ -147,3 +145,7 @@ def js_divergence(log_pred, target, *, log_target=False, axis=-1):
     p_terms = jnp.where(p_zero, jnp.zeros_like(log_pred), p * (log_p - log_m))
     q_terms = jnp.where(q_zero, jnp.zeros_like(log_pred), q * (log_q - log_m))
     return 0.5 * jnp.sum(p_terms + q_terms, axis=ax)
+
+
+KLDivergence = kl_divergence.Loss
+JSDivergence = js_divergence.Loss

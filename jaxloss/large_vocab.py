@@ -36,7 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import NONNEGATIVE, POSITIVE, UNIT_HALF_OPEN, check_labels, is_concrete, loss
+from ._core import (
+    ANY, NONNEGATIVE, OPTIONAL_INT, POSITIVE, POSITIVE_INT_OR_NONE, UNIT_HALF_OPEN, Example, Layout, Unreduced,
+    builtin, check_labels, compute_dtype, is_concrete, loss,
+)
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -73,11 +76,6 @@ def default_chunk_size(num_tokens: int, vocab_size: int) -> int:
 # ---------------------------------------------------------------------------
 
 
-def _acc_dtype(*arrays: jax.Array) -> jnp.dtype:
-    """float32 accumulation, float64 when an input is float64."""
-    return functools.reduce(jnp.promote_types, [a.dtype for a in arrays], jnp.dtype(jnp.float32))
-
-
 def _chunk_logits(cfg, hidden, weight, bias, cap, start):
     """Recompute one chunk: ``z = softcap(hidden @ weight[start:start+C].T + bias)``.
 
@@ -85,7 +83,7 @@ def _chunk_logits(cfg, hidden, weight, bias, cap, start):
     both ``[N, C]`` in the accumulation dtype.
     """
     chunk, precision = cfg[0], cfg[1]
-    acc = _acc_dtype(hidden, weight)
+    acc = compute_dtype(hidden, weight)
     w = lax.dynamic_slice_in_dim(weight, start, chunk, axis=0)
     logits = lax.dot_general(
         hidden, w, (((1,), (1,)), ((), ())), precision=precision, preferred_element_type=acc
@@ -157,7 +155,7 @@ def _local_stats(cfg, hidden, weight, bias, labels, cap):
     chunk = cfg[0]
     n = hidden.shape[0]
     vocab = weight.shape[0]
-    acc = _acc_dtype(hidden, weight)
+    acc = compute_dtype(hidden, weight)
     num_chunks = -(-vocab // chunk)
     cols = lax.iota(jnp.int32, chunk)
 
@@ -240,7 +238,7 @@ def _lce_bwd(cfg, res, g):
     chunk = cfg[0]
     v_local = weight.shape[0]
     vocab = v_local if cfg[2] is None else v_local * lax.axis_size(cfg[2])
-    acc = _acc_dtype(hidden, weight)
+    acc = compute_dtype(hidden, weight)
     num_chunks = -(-v_local // chunk)
     cols = lax.iota(jnp.int32, chunk)
     in_range, ignored = _row_status(cfg, labels, vocab)
@@ -363,12 +361,6 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
         raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},) = [V], got {tuple(jnp.shape(bias))}")
     if bias is not None and not jnp.issubdtype(jnp.result_type(bias), jnp.floating):
         raise TypeError(f"{name}: bias must be a floating-point array, got dtype {jnp.result_type(bias)}")
-    if chunk_size is not None and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1
-    ):
-        raise ValueError(f"{name}: chunk_size must be a positive int or None, got {chunk_size!r}")
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
-        raise TypeError(f"{name}: ignore_index must be an int or None, got {ignore_index!r}")
     if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
         raise ValueError(f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}")
     for arg, x in (("weight", weight), ("bias", bias)):
@@ -386,19 +378,13 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
         _check_nonnegative_labels(name, labels, ignore_index)
 
 
-@loss(
-    family="large_vocab",
-    static=("ignore_index", "chunk_size", "precision", "axis_name"),
+@builtin("large_vocab")(
+    static={"ignore_index": OPTIONAL_INT, "chunk_size": POSITIVE_INT_OR_NONE, "precision": ANY, "axis_name": ANY},
     checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "logit_softcap": POSITIVE},
-    label_inputs=("labels",),
-    same_shape=(),
+    layout=Layout(labels=("labels",), same_shape=(), native=("hidden", "weight")),
     validate=_lce_validate,
-    sample=_lce_sample,
-    sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
-    differentiable=(0, 1),
-    grad_order=1,
-    optax=None,
-    native_dtype=("hidden", "weight"),
+    example=Example(_lce_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)), differentiable=(0, 1),
+                    grad_order=1),
 )
 def linear_cross_entropy(
     hidden,
@@ -478,10 +464,6 @@ def linear_cross_entropy(
         ``pmax`` and one ``psum`` of ``[N]`` vectors: no logits and no weight
         are gathered. The result is the same on every device of the axis.
         Static.
-      reduction, weights, where: as for every jaxloss loss (per-token
-        ``weights``/``where`` of ``labels``' shape). Under ``shard_map`` the
-        reduction is over the tokens this device holds (``jax.lax.pmean`` or
-        ``psum`` it over a batch axis).
 
     Returns:
       The reduced loss (float32 for bf16/f32 inputs); with ``reduction="none"``
@@ -507,7 +489,7 @@ def linear_cross_entropy(
     h2 = hidden.reshape((-1, d))
     y = labels.reshape((-1,)).astype(jnp.int32)
     chunk = default_chunk_size(h2.shape[0], v_local) if chunk_size is None else min(int(chunk_size), v_local)
-    dtype = _acc_dtype(hidden, weight)
+    dtype = compute_dtype(hidden, weight)
     cap = None if logit_softcap is None else jnp.asarray(logit_softcap, dtype)
     if axis_name is not None:
         # Gradients of hidden and cap are partial sums over the vocabulary
@@ -520,7 +502,7 @@ def linear_cross_entropy(
     ).reshape(lead)
     if ignore_index is None:
         return out
-    return out, (labels != ignore_index).astype(out.dtype)
+    return Unreduced(out, (labels != ignore_index).astype(out.dtype))
 
 
 # ---------------------------------------------------------------------------
@@ -549,26 +531,17 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
         )
     if local_logits.ndim < 1:
         raise ValueError(f"{name}: local_logits must have shape [..., V_local], got a scalar")
-    if tuple(labels.shape) != tuple(local_logits.shape[:-1]):
-        raise ValueError(
-            f"{name}: labels {tuple(labels.shape)} must have the shape of local_logits "
-            f"{tuple(local_logits.shape)} without its last axis, i.e. {tuple(local_logits.shape[:-1])}"
-        )
-    if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer))):
-        raise TypeError(f"{name}: ignore_index must be an int or None, got {ignore_index!r}")
     _check_nonnegative_labels(name, labels, ignore_index)
 
 
 @loss(
     family="large_vocab",
-    static=("axis_name", "ignore_index"),
+    static={"axis_name": ANY, "ignore_index": OPTIONAL_INT},
     checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE},
-    label_inputs=("labels",),
-    same_shape=(),
-    reduced_axis=-1,
+    layout=Layout(labels=("labels",), per_example=("labels",), reduced_axis=-1),
     validate=_vp_validate,
-    grad_order=1,
-    register=False,
+    example=Example(grad_order=1),
+    register=False,  # it needs a named mesh axis, so the shared checks cannot call it
 )
 def vocab_parallel_cross_entropy(
     local_logits, labels, *, axis_name=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0
@@ -609,7 +582,6 @@ def vocab_parallel_cross_entropy(
       ignore_index: label whose tokens contribute 0 and are left out of the mean.
       label_smoothing: :math:`\epsilon \in [0, 1)`, uniform over all ``V`` classes.
       z_loss: :math:`\lambda_z \ge 0`.
-      reduction, weights, where: as for every jaxloss loss (per-token).
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-token losses shaped
@@ -654,5 +626,8 @@ def vocab_parallel_cross_entropy(
     if ignore_index is None:
         return value
     keep = labels != ignore_index
-    return jnp.where(keep, value, jnp.zeros_like(value)), keep.astype(value.dtype)
+    return Unreduced(jnp.where(keep, value, jnp.zeros_like(value)), keep.astype(value.dtype))
 
+
+LinearCrossEntropy = linear_cross_entropy.Loss
+VocabParallelCrossEntropy = vocab_parallel_cross_entropy.Loss

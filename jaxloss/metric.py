@@ -43,7 +43,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import NONNEGATIVE, POSITIVE, Interval, abs0, is_concrete, loss, safe_div
+from ._core import (
+    FLAG, NONNEGATIVE, PLUS_MINUS_ONE, POSITIVE, PROBABILITIES, SIGNS, Example, Interval, Layout, Static, Unreduced,
+    builtin, choice, is_concrete,
+)
+from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt
+
+metric = builtin("metric")
 
 __all__ = [
     "batch_triplet_loss", "BatchTripletLoss",
@@ -55,17 +61,9 @@ __all__ = [
     "triplet_loss", "TripletLoss",
 ]
 
-MINING = ("batch_all", "batch_hard", "semi_hard")
-
 # ---------------------------------------------------------------------------
 # Safe distances and similarities
 # ---------------------------------------------------------------------------
-
-
-def _safe_sqrt(x):
-    """``sqrt(x)`` for ``x >= 0`` with value and gradient 0 at ``x <= 0`` (never NaN/inf)."""
-    pos = x > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, x, 1.0)), 0.0)
 
 
 def _pnorm(diff, p, squared=False):
@@ -73,7 +71,7 @@ def _pnorm(diff, p, squared=False):
     finite gradient everywhere (0 at the zero vector and for zero components)."""
     if p == 2:
         d2 = jnp.sum(diff * diff, axis=-1)
-        return d2 if squared else _safe_sqrt(d2)
+        return d2 if squared else safe_sqrt(d2)
     a = abs0(diff)  # derivative sign(x): 0 for a zero component
     if p == 1:
         d = jnp.sum(a, axis=-1)
@@ -110,17 +108,6 @@ def _pairwise_sq_dists(x):
     return jnp.where(eye, 0.0, d2)
 
 
-def _masked_logsumexp(s, mask):
-    """Row-wise log-sum-exp of ``s`` over ``mask`` (0 for an empty row); masked
-    entries contribute exactly 0 to value and gradient."""
-    has = jnp.any(mask, axis=-1)
-    m = jnp.max(jnp.where(mask, s, -jnp.inf), axis=-1)
-    m = lax.stop_gradient(jnp.where(has, m, 0.0))
-    e = jnp.exp(jnp.where(mask, s - m[:, None], -jnp.inf))
-    total = jnp.sum(e, axis=-1)
-    return jnp.where(has, m + jnp.log(jnp.where(has, total, 1.0)), 0.0)
-
-
 def _label_masks(labels):
     """(positive mask without the diagonal, negative mask), both ``[B, B]``."""
     same = labels[:, None] == labels[None, :]
@@ -133,44 +120,26 @@ def _label_masks(labels):
 # ---------------------------------------------------------------------------
 
 
-def _check_rows(name, arg, y, x):
-    """``y`` must have the shape of ``x`` without its last (feature) axis."""
-    if x.ndim < 1 or tuple(y.shape) != tuple(x.shape[:-1]):
-        raise ValueError(
-            f"{name}: {arg} must have shape {tuple(x.shape[:-1])} (one entry per row of the "
-            f"embeddings of shape {tuple(x.shape)}), got {tuple(y.shape)}"
-        )
-
-
-def _check_numeric(name, arg, y):
-    if not (jnp.issubdtype(y.dtype, jnp.number) or y.dtype == jnp.bool_) or jnp.issubdtype(y.dtype, jnp.complexfloating):
-        raise TypeError(f"{name}: {arg} must be a real numeric or boolean array, got dtype {y.dtype}")
-
-
 def _check_values(name, arg, y, allowed):
     if is_concrete(y):
         vals = np.unique(np.asarray(y))
+        vals = vals[~np.isnan(vals)] if vals.dtype.kind == "f" else vals  # NaN may sit in masked-out entries
         if not np.all(np.isin(vals, allowed)):
             raise ValueError(f"{name}: {arg} must take values in {set(allowed)}, got {vals[:5].tolist()}")
 
 
-def _check_flag(name, arg, value):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}: {arg} must be True or False, got {value!r}")
-
-
-def _batch_validate(name, embeddings, labels, **opts):
+def _batch_validate(name, embeddings, labels, **_):
     if embeddings.ndim != 2:
         raise ValueError(f"{name}: embeddings must have shape [B, D], got {tuple(embeddings.shape)}")
-    if tuple(labels.shape) != (embeddings.shape[0],):
-        raise ValueError(
-            f"{name}: labels must have shape ({embeddings.shape[0]},) (one per row of embeddings "
-            f"of shape {tuple(embeddings.shape)}), got {tuple(labels.shape)}"
-        )
-    if "squared" in opts:
-        _check_flag(name, "squared", opts["squared"])
-    if "mining" in opts and opts["mining"] not in MINING:
-        raise ValueError(f"{name}: mining must be one of {', '.join(map(repr, MINING))}, got {opts['mining']!r}")
+
+
+P_NORM = Static(
+    "float", lambda p: isinstance(p, numbers.Real) and not isinstance(p, bool) and p > 0,
+    "a positive Python number (or math.inf)", ValueError,
+)
+MINING = ("batch_all", "batch_hard", "semi_hard")
+# In-batch losses: labels [B] beside embeddings [B, D]; a masked anchor is still seen by the others.
+_BATCH = Layout(labels=("labels",), per_example=("labels",), reduced_axis=-1, mask_inputs=False)
 
 
 # ---------------------------------------------------------------------------
@@ -260,14 +229,10 @@ def _ranking_sample(rng):
 # ---------------------------------------------------------------------------
 
 
-def _contrastive_validate(name, x1, x2, similar, **_):
-    _check_numeric(name, "similar", similar)
-    _check_rows(name, "similar", similar, x1)
-
-
-@loss(family="metric", checks={"margin": NONNEGATIVE}, float_inputs=("x1", "x2"), same_shape=("x1", "x2"),
-      reduced_axis=-1, validate=_contrastive_validate, sample=_contrastive_sample,
-      sweep=("margin", (0.5, 1.0, 1.5, 2.5)), differentiable=(0, 1), grad_order=1)
+@metric(checks={"margin": NONNEGATIVE},
+        layout=Layout(reduced_axis=-1, per_example=("similar",), values={"similar": PROBABILITIES}),
+        example=Example(_contrastive_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.5)), differentiable=(0, 1),
+                        grad_order=1))
 def contrastive_loss(x1, x2, similar, *, margin=1.0):
     r"""Contrastive loss on pairs (Hadsell, Chopra & LeCun, 2006).
 
@@ -285,7 +250,6 @@ def contrastive_loss(x1, x2, similar, *, margin=1.0):
       similar: ``[...]`` (``x1.shape[:-1]``), 1 for a similar pair, 0 for a
         dissimilar one (float, int or bool).
       margin: :math:`m \ge 0`.
-      reduction, weights, where: per pair (shape ``x1.shape[:-1]``).
 
     Returns:
       The reduced loss; with ``reduction="none"`` one loss per pair, shape
@@ -302,23 +266,15 @@ def contrastive_loss(x1, x2, similar, *, margin=1.0):
     y = similar.astype(x1.dtype)
     diff = x1 - x2
     d2 = jnp.sum(diff * diff, axis=-1)
-    d = _safe_sqrt(d2)
+    d = safe_sqrt(d2)
     gap = jax.nn.relu(margin - d)
     return 0.5 * (y * d2 + (1.0 - y) * gap * gap)
 
 
-def _triplet_validate(name, anchor, positive, negative, *, p=2, swap=False, squared=False, **_):
-    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
-        raise ValueError(f"{name}: p must be a positive Python number (or math.inf), got {p!r}")
-    _check_flag(name, "swap", swap)
-    _check_flag(name, "squared", squared)
-    if anchor.ndim < 1:
-        raise ValueError(f"{name}: inputs must have a feature axis, got shape {tuple(anchor.shape)}")
-
-
-@loss(family="metric", static=("p", "swap", "squared"), checks={"margin": NONNEGATIVE}, reduced_axis=-1,
-      validate=_triplet_validate, sample=_triplet_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)),
-      differentiable=(0, 1, 2), grad_order=1)
+@metric(static={"p": P_NORM, "swap": FLAG, "squared": FLAG}, checks={"margin": NONNEGATIVE},
+        layout=Layout(reduced_axis=-1),
+        example=Example(_triplet_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)), differentiable=(0, 1, 2),
+                        grad_order=1))
 def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squared=False):
     r"""Triplet margin loss (PyTorch's ``triplet_margin_loss``; FaceNet with ``squared=True``).
 
@@ -341,7 +297,6 @@ def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squ
       p: static norm degree, a Python number ``> 0`` or ``math.inf`` (default 2).
       swap: static, use the distance swap.
       squared: static, use squared distances (FaceNet, Schroff et al., 2015).
-      reduction, weights, where: per triplet (shape ``anchor.shape[:-1]``).
 
     Returns:
       The reduced loss; with ``reduction="none"`` one loss per triplet, shape
@@ -361,14 +316,13 @@ def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squ
 
 
 def _cosine_validate(name, x1, x2, y, **_):
-    _check_numeric(name, "y", y)
-    _check_rows(name, "y", y, x1)
     _check_values(name, "y", y, (-1, 0, 1))
 
 
-@loss(family="metric", checks={"margin": Interval(-1.0, 1.0)}, float_inputs=("x1", "x2"),
-      same_shape=("x1", "x2"), reduced_axis=-1, validate=_cosine_validate, sample=_cosine_sample,
-      sweep=("margin", (-0.5, 0.0, 0.25, 0.5)), differentiable=(0, 1), grad_order=1)
+@metric(checks={"margin": Interval(-1.0, 1.0)},
+        layout=Layout(reduced_axis=-1, per_example=("y",), values={"y": SIGNS}), validate=_cosine_validate,
+        example=Example(_cosine_sample, sweep=("margin", (-0.5, 0.0, 0.25, 0.5)), differentiable=(0, 1),
+                        grad_order=1))
 def cosine_embedding_loss(x1, x2, y, *, margin=0.0):
     r"""Cosine embedding loss (PyTorch's ``CosineEmbeddingLoss``).
 
@@ -388,7 +342,6 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0):
       x2: embeddings, the same shape.
       y: ``[...]`` (``x1.shape[:-1]``) labels, ``1`` similar, ``-1`` (or ``0``) dissimilar.
       margin: :math:`m` in ``[-1, 1]`` (PyTorch suggests 0 to 0.5).
-      reduction, weights, where: per pair.
 
     Returns:
       The reduced loss; with ``reduction="none"`` one loss per pair.
@@ -404,12 +357,12 @@ def cosine_embedding_loss(x1, x2, y, *, margin=0.0):
 
 
 def _ranking_validate(name, x1, x2, y, **_):
-    _check_numeric(name, "y", y)
     _check_values(name, "y", y, (-1, 1))
 
 
-@loss(family="metric", float_inputs=("x1", "x2"), validate=_ranking_validate, sample=_ranking_sample,
-      sweep=("margin", (0.0, 0.5, 1.0, 2.0)), differentiable=(0, 1), grad_order=1)
+@metric(layout=Layout(floats=("x1", "x2"), values={"y": PLUS_MINUS_ONE}), validate=_ranking_validate,
+        example=Example(_ranking_sample, sweep=("margin", (0.0, 0.5, 1.0, 2.0)), differentiable=(0, 1),
+                        grad_order=1))
 def margin_ranking_loss(x1, x2, y, *, margin=0.0):
     r"""Margin ranking loss (PyTorch's ``MarginRankingLoss``).
 
@@ -424,7 +377,6 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0):
       x2: scores, the same shape.
       y: ``{-1, 1}``, the same shape (any real dtype).
       margin: :math:`m` (any real number; PyTorch's default 0).
-      reduction, weights, where: per element.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -510,7 +462,7 @@ def _batch_all(d, pos, neg, margin):
     terms = jnp.where(k > 0, k.astype(d.dtype) * thr - prefix, 0.0)
     valid = jnp.any(pos, axis=-1) & has_neg
     count = jnp.sum(k, axis=-1).astype(d.dtype)
-    return jnp.sum(terms, axis=-1), valid.astype(d.dtype), count
+    return Unreduced(jnp.sum(terms, axis=-1), valid.astype(d.dtype), count)
 
 
 def _batch_hard(d, pos, neg, margin):
@@ -520,7 +472,7 @@ def _batch_hard(d, pos, neg, margin):
     hardest_pos = jnp.max(jnp.where(pos, d, -jnp.inf), axis=-1)
     hardest_neg = jnp.min(jnp.where(neg, d, jnp.inf), axis=-1)
     gap = jnp.where(valid, hardest_pos - hardest_neg, 0.0)
-    return jnp.where(valid, jax.nn.relu(gap + margin), 0.0), valid.astype(d.dtype)
+    return Unreduced(jnp.where(valid, jax.nn.relu(gap + margin), 0.0), valid.astype(d.dtype))
 
 
 def _semi_hard(d, pos, neg, margin):
@@ -537,13 +489,12 @@ def _semi_hard(d, pos, neg, margin):
     gap = jnp.where(valid, d - jnp.where(valid, chosen, 0.0), 0.0)
     terms = jnp.where(valid, jax.nn.relu(gap + margin), 0.0)
     count = jnp.sum(valid, axis=-1).astype(d.dtype)
-    return jnp.sum(terms, axis=-1), jnp.any(valid, axis=-1).astype(d.dtype), count
+    return Unreduced(jnp.sum(terms, axis=-1), jnp.any(valid, axis=-1).astype(d.dtype), count)
 
 
-@loss(family="metric", static=("mining", "squared"), checks={"margin": NONNEGATIVE},
-      float_inputs=("embeddings",), label_inputs=("labels",), same_shape=("embeddings",),
-      masked_inputs=(), validate=_batch_validate, sample=_batch_sample, sweep=("margin", (0.2, 0.5, 1.0, 2.0)),
-      grad_order=1)
+@metric(static={"mining": choice(*MINING), "squared": FLAG}, checks={"margin": NONNEGATIVE}, layout=_BATCH,
+        validate=_batch_validate,
+        example=Example(_batch_sample, sweep=("margin", (0.2, 0.5, 1.0, 2.0)), grad_order=1))
 def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", squared=False):
     r"""Triplet loss with in-batch triplet mining (Schroff et al., 2015; Hermans et al., 2017).
 
@@ -587,10 +538,6 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
       margin: :math:`m \ge 0`.
       mining: static, ``"batch_all"`` (default), ``"batch_hard"`` or ``"semi_hard"``.
       squared: static, use squared Euclidean distances.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"``/``None``.
-      weights: ``[B]`` per-anchor weights (multiply each of the anchor's terms
-        and its count); 0 leaves the anchor out.
-      where: ``[B]`` boolean anchor mask (see the module docstring).
 
     Returns:
       The reduced loss; with ``reduction="none"`` a ``[B]`` array with, per
@@ -608,7 +555,7 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
     """
     pos, neg = _label_masks(labels)
     d2 = _pairwise_sq_dists(embeddings)
-    d = d2 if squared else _safe_sqrt(d2)
+    d = d2 if squared else safe_sqrt(d2)
     if mining == "batch_all":
         return _batch_all(d, pos, neg, margin)
     if mining == "batch_hard":
@@ -616,9 +563,8 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
     return _semi_hard(d, pos, neg, margin)
 
 
-@loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
-      label_inputs=("labels",), same_shape=("embeddings",), masked_inputs=(), validate=_batch_validate,
-      sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)), optax="ntxent")
+@metric(checks={"temperature": POSITIVE}, layout=_BATCH, validate=_batch_validate,
+        example=Example(_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)), optax="ntxent"))
 def ntxent_loss(embeddings, labels, *, temperature=0.07):
     r"""NT-Xent, the normalized temperature-scaled cross-entropy (Chen et al., 2020, SimCLR).
 
@@ -640,7 +586,6 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
       embeddings: ``[B, D]``, floating point (normalised inside).
       labels: ``[B]`` integer labels; equal labels form positive pairs.
       temperature: :math:`\tau > 0`.
-      reduction, weights, where: per anchor (``[B]``); see the module docstring.
 
     Returns:
       The reduced loss; with ``reduction="none"`` a ``[B]`` array with, per
@@ -657,16 +602,15 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
     s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
     pos, neg = _label_masks(labels)
     has_neg = jnp.any(neg, axis=-1, keepdims=True)
-    lse_neg = _masked_logsumexp(s, neg)
+    lse_neg = masked_logsumexp(s, neg)
     counted = pos & has_neg
     pair = jnp.where(counted, jax.nn.softplus(lse_neg[:, None] - jnp.where(counted, s, 0.0)), 0.0)
     n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
-    return jnp.sum(pair, axis=-1), (n_pos > 0).astype(s.dtype), n_pos
+    return Unreduced(jnp.sum(pair, axis=-1), (n_pos > 0).astype(s.dtype), n_pos)
 
 
-@loss(family="metric", checks={"temperature": POSITIVE}, float_inputs=("embeddings",),
-      label_inputs=("labels",), same_shape=("embeddings",), masked_inputs=(), validate=_batch_validate,
-      sample=_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5)))
+@metric(checks={"temperature": POSITIVE}, layout=_BATCH, validate=_batch_validate,
+        example=Example(_contrastive_batch_sample, sweep=("temperature", (0.05, 0.1, 0.2, 0.5))))
 def supcon_loss(embeddings, labels, *, temperature=0.1):
     r"""Supervised contrastive loss (Khosla et al., 2020), the :math:`\mathcal{L}^{sup}_{out}` form.
 
@@ -688,7 +632,6 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
       embeddings: ``[B, D]``, floating point (normalised inside).
       labels: ``[B]`` integer labels.
       temperature: :math:`\tau > 0`.
-      reduction, weights, where: per anchor (``[B]``); see the module docstring.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the ``[B]`` per-anchor losses
@@ -704,8 +647,17 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
     s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
     pos, _ = _label_masks(labels)
     others = ~jnp.eye(labels.shape[0], dtype=bool)
-    lse = _masked_logsumexp(s, others)
+    lse = masked_logsumexp(s, others)
     n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
     mean_pos = safe_div(jnp.sum(jnp.where(pos, s, 0.0), axis=-1), n_pos)
     has_pos = n_pos > 0
-    return jnp.where(has_pos, lse - mean_pos, 0.0), has_pos.astype(s.dtype)
+    return Unreduced(jnp.where(has_pos, lse - mean_pos, 0.0), has_pos.astype(s.dtype))
+
+
+ContrastiveLoss = contrastive_loss.Loss
+TripletLoss = triplet_loss.Loss
+CosineEmbeddingLoss = cosine_embedding_loss.Loss
+MarginRankingLoss = margin_ranking_loss.Loss
+BatchTripletLoss = batch_triplet_loss.Loss
+NTXentLoss = ntxent_loss.Loss
+SupConLoss = supcon_loss.Loss

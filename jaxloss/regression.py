@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import NONNEGATIVE, POSITIVE, UNIT, Interval, abs0, check_broadcastable, loss
+from ._core import FLAG, NONNEGATIVE, POSITIVE, UNIT, Example, Layout, builtin
+from ._numerics import abs0
+
+regression = builtin("regression")
 
 __all__ = [
     "gaussian_nll_loss", "GaussianNLLLoss",
@@ -42,7 +44,7 @@ def _positive_pair(rng: np.random.Generator) -> tuple:
     return pred, target
 
 
-@loss(family="regression", sample=_pair, sweep=None, optax="squared_error")
+@regression(example=Example(_pair, optax="squared_error"))
 def mse_loss(pred, target):
     r"""Mean squared error.
 
@@ -51,9 +53,6 @@ def mse_loss(pred, target):
     Args:
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
-      reduction: ``"mean"`` (default), ``"sum"`` or ``"none"``/``None``.
-      weights: optional weights broadcastable to ``pred.shape``.
-      where: optional boolean mask broadcastable to ``pred.shape``.
 
     Returns:
       The reduced loss (float32 for bf16/f16/f32 inputs); with
@@ -72,7 +71,7 @@ def mse_loss(pred, target):
     return r * r
 
 
-@loss(family="regression", sample=_pair, grad_order=1, optax="l1")
+@regression(example=Example(_pair, grad_order=1))
 def mae_loss(pred, target):
     r"""Mean absolute error (L1 loss).
 
@@ -84,7 +83,6 @@ def mae_loss(pred, target):
     Args:
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -97,8 +95,8 @@ def mae_loss(pred, target):
     return abs0(pred - target)
 
 
-@loss(family="regression", checks={"delta": POSITIVE}, sample=_pair,
-      sweep=("delta", (0.5, 1.0, 2.0, 3.0)), grad_order=1, optax="huber_loss")
+@regression(checks={"delta": POSITIVE},
+            example=Example(_pair, sweep=("delta", (0.5, 1.0, 2.0, 3.0)), grad_order=1, optax="huber_loss"))
 def huber_loss(pred, target, *, delta=1.0):
     r"""Huber loss: quadratic for small residuals, linear for large ones.
 
@@ -117,7 +115,6 @@ def huber_loss(pred, target, *, delta=1.0):
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
       delta: the threshold, ``delta > 0`` (traced: a sweep does not recompile).
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -133,8 +130,7 @@ def huber_loss(pred, target, *, delta=1.0):
     return jnp.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
-@loss(family="regression", checks={"beta": NONNEGATIVE}, sample=_pair,
-      sweep=("beta", (0.25, 0.5, 1.0, 2.0)), grad_order=1)
+@regression(checks={"beta": NONNEGATIVE}, example=Example(_pair, sweep=("beta", (0.25, 0.5, 1.0, 2.0)), grad_order=1))
 def smooth_l1_loss(pred, target, *, beta=1.0):
     r"""Smooth L1 loss (PyTorch's ``SmoothL1Loss``).
 
@@ -151,7 +147,6 @@ def smooth_l1_loss(pred, target, *, beta=1.0):
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
       beta: the threshold, ``beta >= 0``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -173,7 +168,7 @@ _LOG_COSH_SWITCH = 0.6
 _LOG_COSH_SERIES = (1 / 2, -1 / 12, 1 / 45, -17 / 2520, 31 / 14175, -691 / 935550, 10922 / 42567525)
 
 
-@loss(family="regression", sample=_pair, optax="log_cosh")
+@regression(example=Example(_pair, optax="log_cosh"))
 def log_cosh_loss(pred, target):
     r"""Log-cosh loss.
 
@@ -188,7 +183,6 @@ def log_cosh_loss(pred, target):
     Args:
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -208,8 +202,8 @@ def log_cosh_loss(pred, target):
     return jnp.where(small, series * r2, a + jnp.log1p(jnp.exp(-2.0 * a)) - math.log(2.0))
 
 
-@loss(family="regression", checks={"quantile": UNIT}, sample=_pair,
-      sweep=("quantile", (0.1, 0.25, 0.5, 0.9)), grad_order=1)
+@regression(checks={"quantile": UNIT},
+            example=Example(_pair, sweep=("quantile", (0.1, 0.25, 0.5, 0.9)), grad_order=1))
 def quantile_loss(pred, target, *, quantile=0.5):
     r"""Quantile (pinball) loss for the ``quantile``-th conditional quantile.
 
@@ -223,7 +217,6 @@ def quantile_loss(pred, target, *, quantile=0.5):
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
       quantile: ``q`` in ``[0, 1]``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -243,8 +236,7 @@ def _poisson_sample(rng: np.random.Generator) -> tuple:
     return pred, target
 
 
-@loss(family="regression", static=("log_input", "full"), checks={"eps": POSITIVE},
-      sample=_poisson_sample)
+@regression(static={"log_input": FLAG, "full": FLAG}, checks={"eps": POSITIVE}, example=Example(_poisson_sample))
 def poisson_nll_loss(pred, target, *, log_input=True, full=False, eps=1e-8):
     r"""Negative log-likelihood of a Poisson target (PyTorch's ``PoissonNLLLoss``).
 
@@ -266,7 +258,6 @@ def poisson_nll_loss(pred, target, *, log_input=True, full=False, eps=1e-8):
       log_input: static flag, see above.
       full: static flag, add the Stirling approximation term.
       eps: ``> 0``, added inside the log when ``log_input=False``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -294,13 +285,36 @@ def _gaussian_sample(rng: np.random.Generator) -> tuple:
     return pred, target, var
 
 
+def _var_layout(pred_shape: tuple, var_shape: tuple) -> str | None:
+    """How ``var`` lines up with ``pred`` (PyTorch's ``GaussianNLLLoss`` rules):
+    ``"same"``, ``"scalar"``, ``"row"`` (one dimension fewer: one variance per
+    row, ``var[..., None]``), ``"one"`` (the same shape but for one dimension of
+    size 1), or None (any other shape is an error)."""
+    if var_shape == pred_shape:
+        return "same"
+    if var_shape == ():
+        return "scalar"
+    if len(pred_shape) >= 1 and var_shape == pred_shape[:-1]:
+        return "row"
+    if len(var_shape) == len(pred_shape):
+        differ = [i for i, (v, p) in enumerate(zip(var_shape, pred_shape)) if v != p]
+        if len(differ) == 1 and var_shape[differ[0]] == 1:
+            return "one"
+    return None
+
+
 def _gaussian_validate(name, pred, target, var, **_):
-    check_broadcastable(name, "var", var.shape, pred.shape)
+    if _var_layout(tuple(pred.shape), tuple(var.shape)) is None:
+        p = tuple(pred.shape)
+        raise ValueError(
+            f"{name}: var of shape {tuple(var.shape)} does not fit pred of shape {p}: it must have pred's "
+            f"shape, pred's shape with one dimension of size 1, pred's shape without its last dimension "
+            f"{p[:-1]} (one variance per row), or be a scalar"
+        )
 
 
-@loss(family="regression", static=("full",), checks={"eps": POSITIVE},
-      same_shape=("pred", "target"), validate=_gaussian_validate,
-      sample=_gaussian_sample, differentiable=(0, 2))
+@regression(static={"full": FLAG}, checks={"eps": POSITIVE}, layout=Layout(same_shape=("pred", "target")),
+            validate=_gaussian_validate, example=Example(_gaussian_sample, differentiable=(0, 2)))
 def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
     r"""Negative log-likelihood of a Gaussian target (PyTorch's ``GaussianNLLLoss``).
 
@@ -314,12 +328,13 @@ def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
     Args:
       pred: predicted means, any shape, floating point.
       target: targets, the same shape as ``pred``.
-      var: predicted variances, ``>= 0``; the same shape as ``pred`` or
-        broadcastable to it (e.g. a trailing 1 for one variance per row, or a
-        scalar for a homoscedastic model) -- this is the one documented broadcast.
+      var: predicted variances, ``>= 0``, shaped as PyTorch allows (and no
+        other way): the shape of ``pred``; that shape with one dimension of size
+        1 (shared along it); that shape without its last dimension (one
+        variance per row, read as ``var[..., None]``); or a scalar (one variance
+        for all). Any other shape is a ``ValueError``, never a broadcast.
       full: static flag, add the constant :math:`\tfrac12\log 2\pi`.
       eps: ``> 0``, the variance floor.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses, shaped
@@ -330,6 +345,8 @@ def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
       >>> float(jaxloss.gaussian_nll_loss(jnp.array([1.0]), jnp.array([3.0]), jnp.array([1.0])))
       2.0
     """
+    if _var_layout(pred.shape, var.shape) == "row":
+        var = var[..., None]
     v = jnp.maximum(var, eps)
     r = pred - target
     out = 0.5 * (jnp.log(v) + r * r / v)
@@ -338,7 +355,7 @@ def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
     return out
 
 
-@loss(family="regression", sample=_positive_pair)
+@regression(example=Example(_positive_pair))
 def msle_loss(pred, target):
     r"""Mean squared logarithmic error (Keras' ``MeanSquaredLogarithmicError``).
 
@@ -350,7 +367,6 @@ def msle_loss(pred, target):
     Args:
       pred: predictions, any shape, floating point (meaningful for ``>= 0``).
       target: targets ``>= 0``, the same shape as ``pred``.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -364,7 +380,7 @@ def msle_loss(pred, target):
     return d * d
 
 
-@loss(family="regression", checks={"eps": POSITIVE}, sample=_positive_pair, grad_order=1)
+@regression(checks={"eps": POSITIVE}, example=Example(_positive_pair, grad_order=1))
 def mape_loss(pred, target, *, eps=1e-7):
     r"""Mean absolute percentage error (Keras' ``MeanAbsolutePercentageError``).
 
@@ -377,7 +393,6 @@ def mape_loss(pred, target, *, eps=1e-7):
       pred: predictions, any shape, floating point.
       target: targets, the same shape as ``pred``.
       eps: ``> 0``, the denominator floor.
-      reduction, weights, where: as for every jaxloss loss.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -388,3 +403,15 @@ def mape_loss(pred, target, *, eps=1e-7):
       10.0
     """
     return 100.0 * abs0(pred - target) / jnp.maximum(jnp.abs(target), eps)
+
+
+MSELoss = mse_loss.Loss
+MAELoss = mae_loss.Loss
+HuberLoss = huber_loss.Loss
+SmoothL1Loss = smooth_l1_loss.Loss
+LogCoshLoss = log_cosh_loss.Loss
+QuantileLoss = quantile_loss.Loss
+PoissonNLLLoss = poisson_nll_loss.Loss
+GaussianNLLLoss = gaussian_nll_loss.Loss
+MSLELoss = msle_loss.Loss
+MAPELoss = mape_loss.Loss

@@ -27,11 +27,19 @@ Which axes are summed (static ``axis``):
   ``weights`` of shape ``[C]`` is then a per-class weight and ``"mean"`` the
   class-weighted mean score loss.
 
-``weights`` and ``where`` apply to the *scores* (the unreduced loss above), not
-to pixels: ``where`` excludes whole scores from the mean. To leave pixels out of
-the overlap counts, zero them in both inputs, ``loss(probs * m, targets * m)``:
-a pixel with ``p = t = 0`` adds nothing to TP, FP or FN (with
-``from_logits=True`` apply the sigmoid yourself first, since ``sigmoid(0) = 1/2``).
+``weights`` and ``where`` apply per *pixel* or per *score*:
+
+* one that broadcasts to the unreduced loss (the scores) applies per score:
+  ``where`` excludes whole scores from the mean, and a ``weights`` of shape
+  ``[C]`` with ``axis=(1, 2)`` on ``[N, H, W, C]`` is a per-class weight;
+* otherwise one of the inputs' shape (or broadcastable to it) applies per
+  pixel, before the counts are formed: a masked pixel leaves TP, FP and FN
+  (also with ``from_logits=True``), a pixel of weight ``k`` counts ``k`` times,
+  and a score whose pixels are all masked leaves the mean (with ``"none"`` it
+  is 0). So ``DiceLoss(from_logits=True) + BinaryCrossEntropyWithLogits()``
+  takes one void-pixel mask for both terms. When a shape fits both readings
+  (with ``axis=None`` a scalar; a shape that broadcasts to the scores), the
+  per-score reading wins.
 
 An empty prediction against an empty target (all counts 0) is a perfect score,
 loss 0, for every ``smooth >= 0``; at ``smooth = 0`` the 0/0 there is defined as
@@ -46,13 +54,15 @@ and one-hot targets with the default ``from_logits=False``.
 
 from __future__ import annotations
 
+import functools
 import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import NONNEGATIVE, POSITIVE, loss, normalize_axis, safe_div
+from ._core import AXES, FLAG, NONNEGATIVE, POSITIVE, PROBABILITIES, Example, Layout, Unreduced, builtin, normalize_axis
+from ._numerics import safe_div, where_safe
 
 __all__ = [
     "dice_loss", "DiceLoss",
@@ -79,23 +89,13 @@ def _axes(axis, ndim: int, name: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def _validate(name, probs, targets, *, axis=None, from_logits=False, **_):
-    bad_axis = not (
-        axis is None
-        or (isinstance(axis, numbers.Integral) and not isinstance(axis, bool))
-        or (isinstance(axis, tuple) and all(isinstance(a, numbers.Integral) and not isinstance(a, bool) for a in axis))
-    )
-    if bad_axis:
-        raise TypeError(f"{name}: axis must be None, an int or a tuple of ints, got {axis!r}")
-    if not isinstance(from_logits, bool):
-        raise TypeError(f"{name}: from_logits must be True or False, got {from_logits!r}")
+def _validate(name, probs, targets, *, axis=None, **_):
     _axes(axis, probs.ndim, name)
-    if not (jnp.issubdtype(targets.dtype, jnp.number) or targets.dtype == jnp.bool_):
-        raise TypeError(f"{name}: targets must be a numeric or boolean array, got dtype {targets.dtype}")
 
 
-def _counts(probs, targets, axis, from_logits, name):
-    """Soft TP, FP, FN over ``axis``."""
+def _counts(probs, targets, axis, from_logits, weights, name):
+    """Soft TP, FP, FN over ``axis`` (pixels weighted by ``weights``), and
+    whether each score has any pixel left (a float 0/1, the score's weight)."""
     if from_logits:
         p = jax.nn.sigmoid(probs)
         q = jax.nn.sigmoid(-probs)
@@ -104,10 +104,13 @@ def _counts(probs, targets, axis, from_logits, name):
         q = 1.0 - probs
     t = targets.astype(p.dtype)
     axes = _axes(axis, probs.ndim, name)
+    if weights is not None:  # w p t, w p (1 - t), w q t
+        p, q = weights * p, weights * q
     tp = jnp.sum(p * t, axis=axes)
     fp = jnp.sum(p * (1.0 - t), axis=axes)
     fn = jnp.sum(q * t, axis=axes)
-    return tp, fp, fn
+    present = None if weights is None else (jnp.sum(weights, axis=axes) > 0).astype(p.dtype)
+    return tp, fp, fn, present
 
 
 def _tversky_complement(tp, fp, fn, alpha, beta, smooth):
@@ -116,17 +119,17 @@ def _tversky_complement(tp, fp, fn, alpha, beta, smooth):
     return safe_div(err, tp + err + smooth)
 
 
-_SEG = dict(
-    family="segmentation",
-    static=("axis", "from_logits"),
-    float_inputs=("probs",),
+segmentation = functools.partial(
+    builtin("segmentation"),
+    static={"axis": AXES, "from_logits": FLAG},
+    layout=Layout(floats=("probs",), dense=True,
+                  values={"probs": PROBABILITIES.but_not_when("from_logits"), "targets": PROBABILITIES}),
     validate=_validate,
-    sample=_sample,
 )
 
 
-@loss(**_SEG, checks={"smooth": NONNEGATIVE}, sweep=("smooth", (0.0, 0.5, 1.0, 2.0)))
-def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
+@segmentation(checks={"smooth": NONNEGATIVE}, example=Example(_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0))))
+def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, element_weights=None):
     r"""Soft Dice loss (Milletari et al., 2016, "V-Net").
 
     .. math::
@@ -146,8 +149,6 @@ def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
       axis: static; ``None`` (one global score) or the int/tuple of axes summed
         per score (see the module docstring).
       from_logits: static; apply a sigmoid to ``probs`` first.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"``/``None`` over the scores.
-      weights, where: per score (broadcastable to the unreduced loss), not per pixel.
 
     Returns:
       The reduced loss. With ``reduction="none"``: a scalar for ``axis=None``
@@ -163,13 +164,13 @@ def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
       >>> jaxloss.dice_loss(p, t, axis=1, reduction="none").round(4)
       Array([0.102, 0.12 ], dtype=float32)
     """
-    tp, fp, fn = _counts(probs, targets, axis, from_logits, "dice_loss")
+    tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "dice_loss")
     err = fp + fn
-    return safe_div(err, 2.0 * tp + err + smooth)
+    return Unreduced(safe_div(err, 2.0 * tp + err + smooth), present)
 
 
-@loss(**_SEG, checks={"smooth": NONNEGATIVE}, sweep=("smooth", (0.0, 0.5, 1.0, 2.0)))
-def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
+@segmentation(checks={"smooth": NONNEGATIVE}, example=Example(_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0))))
+def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, element_weights=None):
     r"""Soft Jaccard (intersection-over-union) loss.
 
     .. math::
@@ -184,7 +185,6 @@ def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
       smooth: :math:`s \ge 0`.
       axis: static; ``None`` (one global score) or the int/tuple of summed axes.
       from_logits: static; apply a sigmoid to ``probs`` first.
-      reduction, weights, where: as for :func:`dice_loss` (per score).
 
     Returns:
       The reduced loss; with ``reduction="none"`` a scalar for ``axis=None``,
@@ -196,14 +196,15 @@ def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False):
       >>> float(jaxloss.jaccard_loss(p, t, smooth=0.0))
       0.25
     """
-    tp, fp, fn = _counts(probs, targets, axis, from_logits, "jaccard_loss")
+    tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "jaccard_loss")
     err = fp + fn
-    return safe_div(err, tp + err + smooth)
+    return Unreduced(safe_div(err, tp + err + smooth), present)
 
 
-@loss(**_SEG, checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE},
-      sweep=("alpha", (0.1, 0.3, 0.5, 0.9)))
-def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, from_logits=False):
+@segmentation(checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE},
+              example=Example(_sample, sweep=("alpha", (0.1, 0.3, 0.5, 0.9))))
+def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, from_logits=False,
+                 element_weights=None):
     r"""Tversky loss (Salehi et al., 2017, "Tversky loss function for image segmentation").
 
     .. math::
@@ -226,7 +227,6 @@ def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, 
       smooth: :math:`s \ge 0`.
       axis: static; ``None`` (one global score) or the int/tuple of summed axes.
       from_logits: static; apply a sigmoid to ``probs`` first.
-      reduction, weights, where: as for :func:`dice_loss` (per score).
 
     Returns:
       The reduced loss; with ``reduction="none"`` a scalar for ``axis=None``,
@@ -238,14 +238,14 @@ def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, 
       >>> float(jaxloss.tversky_loss(p, t, alpha=0.25, beta=0.75, smooth=0.0))
       0.5
     """
-    tp, fp, fn = _counts(probs, targets, axis, from_logits, "tversky_loss")
-    return _tversky_complement(tp, fp, fn, alpha, beta, smooth)
+    tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "tversky_loss")
+    return Unreduced(_tversky_complement(tp, fp, fn, alpha, beta, smooth), present)
 
 
-@loss(**_SEG, checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE, "gamma": POSITIVE},
-      sweep=("gamma", (0.5, 0.75, 1.0, 2.0)))
+@segmentation(checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE, "gamma": POSITIVE},
+              example=Example(_sample, sweep=("gamma", (0.5, 0.75, 1.0, 2.0))))
 def focal_tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, axis=None,
-                       from_logits=False):
+                       from_logits=False, element_weights=None):
     r"""Focal Tversky loss (Abraham & Khan, 2019).
 
     .. math:: \ell = \bigl(1 - \mathrm{TI}\bigr)^{\gamma}, \qquad
@@ -269,7 +269,6 @@ def focal_tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, gamma=0.75, smoot
       smooth: :math:`s \ge 0`.
       axis: static; ``None`` (one global score) or the int/tuple of summed axes.
       from_logits: static; apply a sigmoid to ``probs`` first.
-      reduction, weights, where: as for :func:`dice_loss` (per score).
 
     Returns:
       The reduced loss; with ``reduction="none"`` a scalar for ``axis=None``,
@@ -281,7 +280,12 @@ def focal_tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, gamma=0.75, smoot
       >>> float(jaxloss.focal_tversky_loss(p, t, alpha=0.25, beta=0.75, gamma=2.0, smooth=0.0))
       0.25
     """
-    tp, fp, fn = _counts(probs, targets, axis, from_logits, "focal_tversky_loss")
+    tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "focal_tversky_loss")
     u = _tversky_complement(tp, fp, fn, alpha, beta, smooth)
-    pos = u > 0
-    return jnp.where(pos, jnp.power(jnp.where(pos, u, 1.0), gamma), 0.0)
+    return Unreduced(where_safe(lambda v: jnp.power(v, gamma), u, u > 0), present)
+
+
+DiceLoss = dice_loss.Loss
+JaccardLoss = jaccard_loss.Loss
+TverskyLoss = tversky_loss.Loss
+FocalTverskyLoss = focal_tversky_loss.Loss

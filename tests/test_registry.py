@@ -1,22 +1,28 @@
 """Shared checks run on every registered loss (the registry drives this file).
 
-A new loss registered with ``@jaxloss.loss(sample=..., sweep=...)`` gets all of
-these for free: jit equals eager, vmap equals a loop, finite-difference
-gradient checks, traced hyper-parameters (one compilation for four values, vmap
-over a hyper-parameter), the bf16 dtype policy, class equals function, and the
-class passing through ``jit`` as a pytree.
+A new loss registered with an ``Example`` gets all of these for free: jit
+equals eager, vmap equals a loop, float64 finite-difference gradient checks,
+masked equals sliced, NaN in a masked entry, ``"sum_and_weight"``, traced
+hyper-parameters (one compilation for four values, none for a change of Python
+type, vmap over a hyper-parameter), the bf16 dtype policy, class equals
+function, the class as a pytree, hashable, replaceable and picklable, and the
+value checks under ``jit``.
 """
 
 from __future__ import annotations
+
+import pickle
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.experimental import checkify
 from jax.test_util import check_grads
 
 import jaxloss
-from jaxloss._core import REGISTRY
+from _reference import assert_close
+from jaxloss import REGISTRY
 
 SPECS = sorted(REGISTRY.values(), key=lambda s: s.name)
 IDS = [s.name for s in SPECS]
@@ -27,8 +33,12 @@ def _inputs(spec, seed=0):
     return tuple(jnp.asarray(a) for a in spec.sample(np.random.default_rng(seed)))
 
 
-def _close(a, b, rtol=1e-5, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol)
+_close = assert_close
+
+
+def _with(args, i, x):
+    """``args`` with input ``i`` replaced by ``x``."""
+    return args[:i] + (x,) + args[i + 1:]
 
 
 def test_registry_is_populated():
@@ -63,21 +73,83 @@ def test_vmap_equals_loop(spec):
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
-def test_check_grads(spec):
+def test_check_grads_float64(spec):
+    with jax.enable_x64(True):
+        args = tuple(a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in _inputs(spec))
+        diff = spec.differentiable
+
+        def f(*xs):
+            full = list(args)
+            for i, x in zip(diff, xs):
+                full[i] = x
+            return spec.fn(*full, reduction="sum")
+
+        primals = tuple(args[i] for i in diff)
+        check_grads(f, primals, order=spec.grad_order, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+        grads = jax.grad(f, argnums=tuple(range(len(diff))))(*primals)
+        for g in grads:
+            assert g.dtype == jnp.float64
+            assert np.all(np.isfinite(np.asarray(g))), f"{spec.name}: non-finite gradient"
+
+
+def _row_mask(spec, args):
+    """A mask over rows of axis 0 (the first rows kept), laid out per pixel for
+    dense losses and per loss entry otherwise; None where rows cannot be sliced."""
+    loss_shape = jax.eval_shape(lambda *a: spec.fn(*a, reduction="none"), *args).shape
+    shape = args[0].shape if spec.layout.dense else loss_shape
+    if not spec.layout.mask_inputs or len(shape) == 0 or shape[0] < 2:
+        return None, None
+    n = shape[0]
+    keep = n // 2 + 1
+    rows = np.arange(n) < keep
+    mask = np.broadcast_to(rows.reshape((n,) + (1,) * (len(shape) - 1)), shape)
+    sliced = tuple(a[:keep] if a.ndim and a.shape[0] == n else a for a in args)
+    return jnp.asarray(mask), sliced
+
+
+MASKABLE = [s for s in SPECS if s.layout.mask_inputs]
+
+
+@pytest.mark.parametrize("spec", MASKABLE, ids=[s.name for s in MASKABLE])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_masked_equals_sliced(spec, reduction):
     args = _inputs(spec)
-    diff = spec.differentiable
+    mask, sliced = _row_mask(spec, args)
+    if mask is None:
+        pytest.skip(f"{spec.name}: its sample's unreduced loss has no rows to slice")
+    _close(spec.fn(*args, where=mask, reduction=reduction), spec.fn(*sliced, reduction=reduction))
 
-    def f(*xs):
-        full = list(args)
-        for i, x in zip(diff, xs):
-            full[i] = x
-        return spec.fn(*full, reduction="sum")
 
-    primals = tuple(args[i].astype(jnp.float64) if jax.config.jax_enable_x64 else args[i] for i in diff)
-    check_grads(f, primals, order=spec.grad_order, modes=("rev",), atol=5e-2, rtol=5e-2, eps=1e-3)
-    grads = jax.grad(f, argnums=tuple(range(len(diff))))(*primals)
-    for g in grads:
-        assert np.all(np.isfinite(np.asarray(g))), f"{spec.name}: non-finite gradient"
+@pytest.mark.parametrize("spec", MASKABLE, ids=[s.name for s in MASKABLE])
+def test_nan_in_a_masked_entry(spec):
+    args = _inputs(spec)
+    mask, sliced = _row_mask(spec, args)
+    if mask is None:
+        pytest.skip(f"{spec.name}: its sample's unreduced loss has no rows to slice")
+    keep = sliced[0].shape[0]
+    poisoned = tuple(a.at[keep:].set(jnp.nan) if jnp.issubdtype(a.dtype, jnp.floating) and a.shape[:1] == args[0].shape[:1]
+                     else a for a in args)
+    i = spec.differentiable[0]
+    value, g = jax.value_and_grad(lambda x: spec.fn(*_with(poisoned, i, x), where=mask))(poisoned[i])
+    _close(value, spec.fn(*sliced))
+    g = np.asarray(g)
+    assert np.all(np.isfinite(g)), f"{spec.name}: a NaN in a masked entry reached the gradient"
+    if g.shape[:1] == args[0].shape[:1]:
+        assert np.all(g[keep:] == 0)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_sum_and_weight_is_the_mean_s_numerator_and_denominator(spec):
+    args = _inputs(spec)
+    shape = jax.eval_shape(lambda *a: spec.fn(*a, reduction="none"), *args).shape
+    rng = np.random.default_rng(1)
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=shape), jnp.float32)
+    m = jnp.asarray(rng.uniform(size=shape) < 0.8) if shape else None
+    s, d = spec.fn(*args, weights=w, where=m, reduction="sum_and_weight")
+    _close(s, spec.fn(*args, weights=w, where=m, reduction="sum"))
+    _close(s / d, spec.fn(*args, weights=w, where=m, reduction="mean"))
+    s0, d0 = spec.fn(*args, reduction="sum_and_weight")
+    _close(s0 / d0, spec.fn(*args))
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.sweep], ids=[s.name for s in SPECS if s.sweep])
@@ -93,6 +165,12 @@ def test_hparam_traced_one_compilation(spec):
 
     outs = [f(v, *args) for v in values]
     assert len(traces) == 1, f"{spec.name}: {name} recompiled ({len(traces)} traces)"
+    # Eagerly too: an int, then the same float, then another float share one program.
+    whole = [v for v in values if float(v).is_integer()]
+    before = spec.fn._compute._cache_size()
+    for v in ([int(whole[-1]), float(whole[-1])] if whole else []) + [np.float64(values[3]), values[1]]:
+        spec.fn(*args, **{name: v})
+    assert spec.fn._compute._cache_size() - before <= 1, f"{spec.name}: eager calls recompiled"
     eager = [spec.fn(*args, **{name: v}) for v in values]
     _close(outs, eager)
     swept = jax.vmap(lambda h: spec.fn(*args, **{name: h}))(jnp.asarray(values, jnp.float32))
@@ -177,3 +255,41 @@ def test_invalid_reduction_and_integer_predictions(spec):
     bad[i] = args[i].astype(jnp.int32)
     with pytest.raises(TypeError, match=spec.name):
         spec.fn(*bad)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_loss_object_is_hashable_replaceable_and_picklable(spec):
+    crit = spec.cls(reduction="sum")
+    same = spec.cls(reduction="sum")
+    assert crit == same and hash(crit) == hash(same)
+    assert {crit: 1}[same] == 1
+    assert crit != spec.cls(reduction="mean")
+    if spec.sweep:
+        name, values = spec.sweep
+        other = next(v for v in values if v != spec.hparams[name])
+        changed = crit.replace(**{name: other})
+        assert getattr(changed, name) == other and changed.reduction == "sum"
+        assert changed != crit
+        whole = [v for v in values if float(v).is_integer()]
+        if whole:
+            as_int, as_float = spec.cls(**{name: int(whole[0])}), spec.cls(**{name: float(whole[0])})
+            assert as_int == as_float and hash(as_int) == hash(as_float)
+    assert pickle.loads(pickle.dumps(crit)) == crit
+    with pytest.raises(TypeError, match=spec.cls.__name__ + ": unexpected keyword argument"):
+        spec.cls(not_an_option=1)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_value_checks_pass_on_valid_inputs_and_catch_a_nan(spec):
+    args = _inputs(spec)
+    f = jax.jit(lambda *a: spec.fn(*a))
+    with jaxloss.value_checks():
+        err, value = checkify.checkify(f)(*args)
+    assert err.get() is None, f"{spec.name}: value checks fail on its own sample: {err.get()}"
+    _close(value, spec.fn(*args))
+    i = spec.differentiable[0]
+    bad = args[i].reshape(-1).at[-1].set(jnp.nan).reshape(args[i].shape)
+    with jaxloss.value_checks():
+        err, _ = checkify.checkify(f)(*_with(args, i, bad))
+    message = err.get()
+    assert message is not None and message.startswith(f"{spec.name}: {spec.inputs[i]} must be finite"), message

@@ -23,31 +23,32 @@ close = functools.partial(assert_close, rtol=RTOL, atol=ATOL)
 # ---------------------------------------------------------------------------
 
 
-def np_counts(p, t, axis):
+def np_counts(p, t, axis, w=None):
+    """Soft TP, sum p, sum t over ``axis``; pixel weights ``w`` count a pixel w times."""
     p = np.asarray(p, np.float64)
     t = np.asarray(t, np.float64)
+    w = np.ones_like(p) if w is None else np.broadcast_to(np.asarray(w, np.float64), p.shape)
     ax = tuple(range(p.ndim)) if axis is None else axis
-    tp = (p * t).sum(ax)
-    return tp, p.sum(ax), t.sum(ax)
+    return (w * p * t).sum(ax), (w * p).sum(ax), (w * t).sum(ax)
 
 
-def np_dice(p, t, smooth=1.0, axis=None):
-    tp, ps, ts = np_counts(p, t, axis)
+def np_dice(p, t, smooth=1.0, axis=None, w=None):
+    tp, ps, ts = np_counts(p, t, axis, w)
     return 1.0 - (2.0 * tp + smooth) / (ps + ts + smooth)
 
 
-def np_jaccard(p, t, smooth=1.0, axis=None):
-    tp, ps, ts = np_counts(p, t, axis)
+def np_jaccard(p, t, smooth=1.0, axis=None, w=None):
+    tp, ps, ts = np_counts(p, t, axis, w)
     return 1.0 - (tp + smooth) / (ps + ts - tp + smooth)
 
 
-def np_tversky(p, t, alpha=0.3, beta=0.7, smooth=1.0, axis=None):
-    tp, ps, ts = np_counts(p, t, axis)
+def np_tversky(p, t, alpha=0.3, beta=0.7, smooth=1.0, axis=None, w=None):
+    tp, ps, ts = np_counts(p, t, axis, w)
     return 1.0 - (tp + smooth) / (tp + alpha * (ps - tp) + beta * (ts - tp) + smooth)
 
 
-def np_focal_tversky(p, t, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, axis=None):
-    return np_tversky(p, t, alpha, beta, smooth, axis) ** gamma
+def np_focal_tversky(p, t, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, axis=None, w=None):
+    return np_tversky(p, t, alpha, beta, smooth, axis, w) ** gamma
 
 
 LOSSES = {
@@ -67,7 +68,7 @@ def _data(seed=0, shape=(3, 5, 4, 2)):
 
 
 # ---------------------------------------------------------------------------
-# Worked examples (design.md section 6)
+# Worked examples (the tutorial's, with the correct values)
 # ---------------------------------------------------------------------------
 
 Y_TRUE = np.array([[0, 0, 1, 1], [0, 1, 1, 0]], np.float64)
@@ -275,23 +276,133 @@ def test_hyperparameters_are_traced():
 # ---------------------------------------------------------------------------
 
 
-def test_errors():
-    p, t = _data(9, (2, 3))
-    with pytest.raises(ValueError, match=r"dice_loss.*\(2, 3\).*\(2, 1\)"):
-        jaxloss.dice_loss(p, t[:, :1])
-    with pytest.raises(ValueError, match="dice_loss: axis 2 is out of range"):
-        jaxloss.dice_loss(p, t, axis=2)
-    with pytest.raises(ValueError, match="repeats"):
-        jaxloss.dice_loss(p, t, axis=(1, -1))
-    with pytest.raises(TypeError, match="jaccard_loss: axis must be None, an int or a tuple"):
-        jaxloss.jaccard_loss(p, t, axis=[1])
-    with pytest.raises(ValueError, match=r"smooth must lie in \[0, inf\)"):
-        jaxloss.dice_loss(p, t, smooth=-1.0)
-    with pytest.raises(ValueError, match="tversky_loss: alpha"):
-        jaxloss.tversky_loss(p, t, alpha=-0.1)
-    with pytest.raises(ValueError, match="focal_tversky_loss: gamma"):
-        jaxloss.focal_tversky_loss(p, t, gamma=0.0)
-    with pytest.raises(TypeError, match="dice_loss: probs"):
-        jaxloss.dice_loss(t.astype(np.int32), t)
-    with pytest.raises(ValueError, match="weights of shape"):
-        jaxloss.dice_loss(p, t, weights=np.ones(2))  # axis=None: one scalar score
+# ---------------------------------------------------------------------------
+# Per-pixel where and weights
+# ---------------------------------------------------------------------------
+
+
+def _pixel_mask(shape, seed=3):
+    return np.random.default_rng(seed).uniform(size=shape) < 0.7
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+@pytest.mark.parametrize("axis", [None, (1, 2)])
+def test_pixel_mask_leaves_the_counts(name, axis):
+    fn, ref, hp = LOSSES[name]
+    p, t = _data(11)
+    m = _pixel_mask(p.shape)
+    close(fn(p, t, **hp, axis=axis, where=jnp.asarray(m), reduction="none"), ref(p, t, **hp, axis=axis, w=m))
+    # the same as dropping the masked pixels from both inputs by hand
+    close(fn(p, t, **hp, axis=axis, where=jnp.asarray(m), reduction="none"),
+          fn(p * m, t * m, **hp, axis=axis, reduction="none"))
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_pixel_weight_k_counts_a_pixel_k_times(name):
+    fn, ref, hp = LOSSES[name]
+    p, t = _data(12, (2, 6))
+    w = np.array([[1.0, 2.0, 1.0, 3.0, 1.0, 0.0]] * 2)
+    doubled_p = np.concatenate([p, p[:, 1:2], p[:, 3:4], p[:, 3:4]], axis=1)[:, [0, 1, 2, 3, 4, 6, 7, 8]]
+    doubled_t = np.concatenate([t, t[:, 1:2], t[:, 3:4], t[:, 3:4]], axis=1)[:, [0, 1, 2, 3, 4, 6, 7, 8]]
+    close(fn(p, t, **hp, axis=1, weights=jnp.asarray(w), reduction="none"),
+          fn(doubled_p, doubled_t, **hp, axis=1, reduction="none"))
+    close(fn(p, t, **hp, axis=1, weights=jnp.asarray(w), reduction="none"), ref(p, t, **hp, axis=1, w=w))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_score_whose_pixels_are_all_masked_leaves_the_mean(reduction):
+    p, t = _data(13, (3, 8))
+    m = np.ones(p.shape, bool)
+    m[1] = False  # every pixel of sample 1
+    per_sample = np_dice(p, t, 0.5, axis=(1,), w=m)
+    out = jaxloss.dice_loss(p, t, smooth=0.5, axis=1, where=jnp.asarray(m), reduction=reduction)
+    close(out, reduce_ref(per_sample, reduction, counted=np.array([True, False, True])))
+
+
+def test_nan_in_a_masked_pixel_reaches_neither_value_nor_gradient():
+    p, t = _data(14, (2, 6))
+    m = _pixel_mask(p.shape, seed=5)
+    bad_p = np.where(m, p, np.nan).astype(np.float32)
+    bad_t = np.where(m, t, np.nan).astype(np.float32)
+    value, g = jax.value_and_grad(lambda x: jaxloss.dice_loss(x, bad_t, axis=1, where=jnp.asarray(m)))(bad_p)
+    close(value, np.mean(np_dice(p, t, 1.0, axis=(1,), w=m)))
+    assert np.all(np.isfinite(np.asarray(g))) and np.all(np.asarray(g)[~m] == 0)
+
+
+def test_pixel_mask_with_logits_excludes_the_pixel_not_a_half():
+    rng = np.random.default_rng(15)
+    x = rng.normal(size=(2, 10)).astype(np.float32)
+    t = (rng.uniform(size=x.shape) < 0.4).astype(np.float32)
+    m = _pixel_mask(x.shape, seed=6)
+    probs = 1 / (1 + np.exp(-x.astype(np.float64)))
+    close(jaxloss.dice_loss(x, t, from_logits=True, where=jnp.asarray(m)), np_dice(probs, t, w=m))
+
+
+def test_dice_plus_bce_take_one_pixel_mask():
+    rng = np.random.default_rng(16)
+    x = rng.normal(size=(2, 8, 8)).astype(np.float32)
+    t = (rng.uniform(size=x.shape) < 0.3).astype(np.float32)
+    m = _pixel_mask(x.shape, seed=7)
+    combo = jaxloss.DiceLoss(from_logits=True) + jaxloss.BinaryCrossEntropyWithLogits()
+    xd = x.astype(np.float64)
+    bce = np.maximum(xd, 0) - xd * t + np.log1p(np.exp(-np.abs(xd)))
+    expected = np_dice(1 / (1 + np.exp(-xd)), t, w=m) + bce[m].mean()
+    close(combo(x, t, where=jnp.asarray(m)), expected)
+    g = jax.grad(lambda z: combo(z, t, where=jnp.asarray(m)))(x)
+    assert np.all(np.asarray(g)[~m] == 0)
+
+
+def test_per_score_reading_wins_when_a_shape_fits_both():
+    # [N, H, W, C] with axis=(1, 2): scores are [N, C]; weights of shape [C] broadcast to
+    # the scores and to the pixels alike, and are read per score (per-class weights).
+    p, t = _data(17)
+    w = np.array([1.0, 3.0])
+    scores = np_dice(p, t, 1.0, axis=(1, 2))
+    close(jaxloss.dice_loss(p, t, axis=(1, 2), weights=jnp.asarray(w)),
+          (scores * w).sum() / (np.ones_like(scores) * w).sum())
+
+
+def test_per_score_where_of_the_scores_shape():
+    p, t = _data(18)
+    keep = np.array([[True, False], [True, True], [False, True]])
+    scores = np_dice(p, t, 1.0, axis=(1, 2))
+    close(jaxloss.dice_loss(p, t, axis=(1, 2), where=jnp.asarray(keep)), scores[keep].mean())
+
+
+# ---------------------------------------------------------------------------
+# Errors: one behaviour per test
+# ---------------------------------------------------------------------------
+
+_P, _T = _data(9, (2, 3))
+
+ERRORS = [
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T[:, :1]), ValueError, r"dice_loss: probs and targets .*\(2, 3\).*\(2, 1\)",
+                 id="shape-mismatch"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, axis=2), ValueError, r"dice_loss: axis 2 is out of range",
+                 id="axis-out-of-range"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, axis=(1, -1)), ValueError, r"dice_loss: axis \(1, -1\) repeats",
+                 id="axis-repeats"),
+    pytest.param(lambda: jaxloss.jaccard_loss(_P, _T, axis=[1]), TypeError,
+                 r"jaccard_loss: axis must be None, an int or a tuple of ints", id="axis-list"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, from_logits=1), TypeError,
+                 r"dice_loss: from_logits must be True or False", id="from-logits-not-bool"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, smooth=-1.0), ValueError,
+                 r"dice_loss: smooth must lie in \[0, inf\)", id="smooth-negative"),
+    pytest.param(lambda: jaxloss.tversky_loss(_P, _T, alpha=-0.1), ValueError, r"tversky_loss: alpha must lie in",
+                 id="alpha-negative"),
+    pytest.param(lambda: jaxloss.focal_tversky_loss(_P, _T, gamma=0.0), ValueError,
+                 r"focal_tversky_loss: gamma must lie in \(0, inf\)", id="gamma-zero"),
+    pytest.param(lambda: jaxloss.dice_loss(_T.astype(np.int32), _T), TypeError,
+                 r"dice_loss: probs must be a floating-point array", id="integer-probs"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, weights=np.ones(2)), ValueError,
+                 r"dice_loss: weights of shape \(2,\) must broadcast to the unreduced loss \(\) or the inputs "
+                 r"of shape \(2, 3\)", id="weights-neither-per-score-nor-per-pixel"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T, where=np.ones((3, 2), bool)), ValueError,
+                 r"dice_loss: where of shape \(3, 2\) must broadcast to", id="where-neither"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", ERRORS)
+def test_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

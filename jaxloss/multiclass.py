@@ -1,0 +1,465 @@
+r"""Multi-class classification losses: logits (or log-probabilities) along a class axis.
+
+Conventions shared by the multi-class losses (documented in each docstring):
+
+* the class axis is ``axis`` (default -1, static); any other axis gives what
+  moving that axis last gives, without a transpose;
+* integer labels have the logits' shape without ``axis``; a label equal to
+  ``ignore_index`` contributes 0 to the value and the gradient and is left
+  out of the mean; any other label outside ``[0, C)`` raises ``ValueError``
+  when concrete and gives NaN for that example under ``jit`` (and is reported
+  inside :func:`jaxloss.value_checks`);
+* integer-label losses never build a one-hot or a log-softmax of the logits'
+  size: the target logit is gathered, and the gather's derivative is written
+  as a compare-and-select that XLA fuses into the softmax gradient (not a
+  scatter into a zero array);
+* a per-example quantity of an ignored or out-of-range example is replaced by
+  0 before any non-linear operation (the double ``where``), so such examples
+  get exactly zero gradient even when their logits are all -inf.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._core import (
+    AXIS, NONNEGATIVE, OPTIONAL_INT, PROBABILITIES, UNIT_HALF_OPEN, Example, Layout, Unreduced, builtin,
+    check_class_vector, normalize_axis,
+)
+from ._numerics import logsumexp
+
+__all__ = [
+    "cross_entropy", "CrossEntropy",
+    "multiclass_hinge_loss", "MulticlassHingeLoss",
+    "nll_loss", "NLLLoss",
+    "softmax_focal_loss", "SoftmaxFocalLoss",
+    "sparse_cross_entropy", "SparseCrossEntropy",
+]
+
+multiclass = builtin("multiclass")
+
+# The layout of integer-label losses: labels are the inputs without the class axis.
+_LABELS = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True)
+_LABEL_OPTIONS = {"axis": AXIS, "ignore_index": OPTIONAL_INT}
+
+
+def _class_iota(shape, axis):
+    return jax.lax.broadcasted_iota(jnp.int32, shape, axis)
+
+
+def _as_index(labels):
+    if labels.dtype.itemsize < 4 or not jnp.issubdtype(labels.dtype, jnp.signedinteger):
+        return labels.astype(jnp.int32)
+    return labels
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _pick(x, index, axis):
+    """``x`` at class ``index`` (in range) along ``axis``: a gather whose
+    derivative is a compare-and-select (fused by XLA), not a scatter."""
+    return jnp.squeeze(
+        jnp.take_along_axis(x, jnp.expand_dims(index, axis), axis=axis, mode="promise_in_bounds"), axis
+    )
+
+
+@_pick.defjvp
+def _pick_jvp(axis, primals, tangents):
+    x, index = primals
+    dx, _ = tangents
+    hit = _class_iota(x.shape, axis) == jnp.expand_dims(index, axis)
+    return _pick(x, index, axis), jnp.sum(jnp.where(hit, dx, jnp.zeros_like(dx)), axis=axis)
+
+
+class _Labels:
+    """Integer labels against ``num_classes``: which examples are kept (not
+    ``ignore_index``), which are in range, and an always-valid index."""
+
+    def __init__(self, labels, num_classes, ignore_index):
+        labels = _as_index(labels)
+        self.in_range = (labels >= 0) & (labels < num_classes)
+        self.keep = None if ignore_index is None else labels != ignore_index
+        self.ok = self.in_range if self.keep is None else self.in_range & self.keep
+        self.safe = jnp.where(self.in_range, labels, 0)
+
+    def pick(self, x, axis):
+        return _pick(x, self.safe, axis)
+
+    def hit(self, shape, axis):
+        """Boolean ``[..., C, ...]``: the label's class along ``axis`` (fused, never stored)."""
+        return _class_iota(shape, axis) == jnp.expand_dims(self.safe, axis)
+
+    def clean(self, value):
+        """0 where not ``ok``: cuts the cotangent before a non-linear operation."""
+        return jnp.where(self.ok, value, jnp.zeros_like(value))
+
+    def finish(self, value):
+        """NaN for out-of-range labels; ignored ones are multiplied by 0 (the
+        kernels also give them intrinsic weight 0, which the core excludes from
+        value and gradient even where the product is not finite).
+
+        Written with products and a per-example NaN offset rather than a final
+        ``where`` on the value: the result is the same, and XLA's CPU scheduler
+        then keeps the backward pass free of an extra logits-sized buffer.
+        """
+        fine = self.in_range if self.keep is None else self.in_range | ~self.keep
+        offset = jnp.where(fine, jnp.zeros_like(value), jnp.full_like(value, jnp.nan))
+        return value * self.ok.astype(value.dtype) + offset
+
+    def keep_weight(self, dtype):
+        return None if self.keep is None else self.keep.astype(dtype)
+
+
+def _along(vector, ndim, axis):
+    """A ``(C,)`` vector shaped to broadcast along ``axis`` of a rank-``ndim`` array."""
+    return jnp.reshape(vector, (-1,) + (1,) * (ndim - 1 - axis))
+
+
+def _class_vectors(name, x, *_, axis=-1, class_weights=None, alpha=None, **__):
+    """``class_weights`` (and a per-class ``alpha``) must have one value per class."""
+    num_classes = x.shape[normalize_axis(name, axis, x.ndim)]
+    check_class_vector(name, "class_weights", class_weights, num_classes)
+    check_class_vector(name, "alpha", alpha, num_classes, allow_scalar=True)
+
+
+def _sparse_sample(rng: np.random.Generator) -> tuple:
+    logits = (rng.normal(size=(6, 5)) * 2.0).astype(np.float32)
+    labels = rng.integers(0, 5, size=(6,)).astype(np.int32)
+    return logits, labels
+
+
+def _log_prob_sample(rng: np.random.Generator) -> tuple:
+    logits, labels = _sparse_sample(rng)
+    log_probs = logits - np.log(np.sum(np.exp(logits), axis=-1, keepdims=True))
+    return log_probs.astype(np.float32), labels
+
+
+def _dense_sample(rng: np.random.Generator) -> tuple:
+    logits = (rng.normal(size=(6, 5)) * 2.0).astype(np.float32)
+    raw = rng.uniform(0.05, 1.0, size=(6, 5))
+    return logits, (raw / raw.sum(-1, keepdims=True)).astype(np.float32)
+
+
+@multiclass(static={"axis": AXIS}, layout=Layout(reduced_axis="axis", values={"targets": PROBABILITIES}),
+            checks={"label_smoothing": UNIT_HALF_OPEN, "class_weights": NONNEGATIVE}, validate=_class_vectors,
+            example=Example(_dense_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
+                            differentiable=(0, 1), optax="softmax_cross_entropy"))
+def cross_entropy(logits, targets, *, axis=-1, label_smoothing=0.0, class_weights=None):
+    r"""Softmax cross-entropy with probability (or one-hot) targets.
+
+    With :math:`\log p_c = x_c - \operatorname{logsumexp}(x)`, smoothed targets
+    :math:`\tilde t_c = (1 - \epsilon) t_c + \epsilon / C` (PyTorch's label
+    smoothing) and class weights :math:`w_c` (1 when not given):
+
+    .. math:: \ell_i = -\sum_c w_c \tilde t_{ic} \log p_{ic}
+
+    A term whose coefficient :math:`w_c \tilde t_c` is 0 is 0 even when its
+    logit is ``-inf`` (a masked class), so masked classes give a finite loss and
+    finite gradients; optax's ``softmax_cross_entropy`` gives NaN there. With
+    ``label_smoothing > 0`` every class has target mass :math:`\epsilon / C`,
+    so a ``-inf`` logit then gives ``+inf`` (as PyTorch; the gradient stays
+    finite). The gradient with respect to ``targets`` is PyTorch's,
+    :math:`-(1 - \epsilon) w_c \log p_c`, everywhere, also where a target is
+    exactly 0 (0 there only where :math:`\log p_c = -\infty`).
+
+    ``"mean"`` without ``class_weights`` is the mean over examples. With
+    ``class_weights`` it is PyTorch's weighted mean,
+    :math:`\sum_i \ell_i / \sum_i \sum_c w_c t_{ic}` -- each example counts with
+    the class weight of its (unsmoothed) target -- so one-hot targets give
+    exactly :func:`sparse_cross_entropy` on their integer labels, option for
+    option. (PyTorch divides by the number of examples for probability targets
+    but by :math:`\sum_i w_{y_i}` for class indices; jaxloss uses the latter for
+    both so the two forms agree.)
+
+    Args:
+      logits: ``[..., C, ...]`` floating point, classes along ``axis``.
+      targets: probabilities of the same shape (rows summing to 1; one-hot or soft).
+      axis: the class axis (static). Any axis equals moving it last.
+      label_smoothing: :math:`\epsilon \in [0, 1)`.
+      class_weights: ``None`` or ``(C,)`` non-negative weights.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses
+      (``logits.shape`` without ``axis``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> probs = jnp.array([[0.8, 0.15, 0.05], [0.2, 0.5, 0.3]])
+      >>> cat = jnp.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+      >>> jaxloss.cross_entropy(jnp.log(probs), cat, reduction="none").round(6)
+      Array([0.223144, 1.609438], dtype=float32)
+
+    References: PyTorch ``torch.nn.functional.cross_entropy`` (probability
+    targets); optax ``softmax_cross_entropy``.
+    """
+    ax = axis % logits.ndim
+    num_classes = logits.shape[ax]
+    lse = jnp.expand_dims(logsumexp(logits, ax), ax)
+    t = (1.0 - label_smoothing) * targets + label_smoothing / num_classes
+    coef = t if class_weights is None else _along(class_weights, logits.ndim, ax) * t
+    # A term of coefficient 0 is 0 even where log p = -inf (0 log 0 = 0), yet its
+    # derivative in the target is -log p wherever that is finite (PyTorch's).
+    neg_log_p = lse - logits
+    finite = jnp.isfinite(neg_log_p)
+    safe = jnp.where(finite, neg_log_p, jnp.zeros_like(neg_log_p))
+    zero = coef == 0
+    kept = jnp.where(zero, jnp.zeros_like(neg_log_p), neg_log_p)
+    value = jnp.sum(jnp.where(zero, coef * safe, coef * kept), axis=ax)
+    if class_weights is None:
+        return value
+    mean_weight = jnp.sum(_along(class_weights, logits.ndim, ax) * targets, axis=ax)
+    return Unreduced(value, count=mean_weight)
+
+
+@multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors,
+            checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "class_weights": NONNEGATIVE},
+            example=Example(_sparse_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
+                            optax="softmax_cross_entropy_with_integer_labels"))
+def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_index=None,
+                         label_smoothing=0.0, z_loss=0.0):
+    r"""Softmax cross-entropy with integer class labels.
+
+    With :math:`L_i = \operatorname{logsumexp}_c(x_{ic})`, label :math:`y_i`,
+    class weights :math:`w_c` (1 when not given), label smoothing
+    :math:`\epsilon` and z-loss coefficient :math:`\lambda_z`:
+
+    .. math::
+       \ell_i = (1 - \epsilon)\, w_{y_i} (L_i - x_{i y_i})
+              + \frac{\epsilon}{C} \sum_c w_c (L_i - x_{ic})
+              + \lambda_z\, w_{y_i} L_i^2
+
+    which is PyTorch's ``cross_entropy(..., weight=w, label_smoothing=eps)``
+    plus the PaLM z-loss :math:`\lambda_z L_i^2`, computed without materialising
+    the smoothed targets, a one-hot or a log-softmax: only per-example
+    reductions of the logits are formed (:math:`L_i`, the gathered target logit
+    :math:`x_{iy_i}` and, for smoothing, :math:`\sum_c w_c x_{ic}`), and the
+    gradient is one fused elementwise pass (softmax minus the label's select),
+    with no scatter. Its compiled temporary memory is below optax's (see
+    ``benchmarks/bench_cross_entropy.py``).
+    ``"mean"`` is PyTorch's weighted mean :math:`\sum_i \ell_i / \sum_i w_{y_i}`
+    over the examples that are not ignored (the plain mean over them without
+    class weights); the class weight scales an example's cross-entropy and
+    z-loss (the smoothing term carries the weights of all classes, as in
+    PyTorch). All examples ignored, masked or of zero weight gives 0 with zero
+    gradients (PyTorch gives NaN).
+
+    Edges: a ``-inf`` logit (a masked class) gives a finite loss and finite
+    gradients whenever the label's own logit is finite (with
+    ``label_smoothing > 0`` the loss is ``+inf``, as PyTorch, because every
+    class then has target mass :math:`\epsilon / C`); a class of weight 0 with a
+    ``-inf`` logit contributes 0. bf16/f16 logits are computed and accumulated
+    in float32 and the loss is float32. Out-of-range labels (other than
+    ``ignore_index``) raise ``ValueError`` when concrete and give NaN for that
+    example under ``jit``, with zero gradient for it and unaffected gradients
+    for the others.
+
+    Args:
+      logits: ``[..., C, ...]`` floating point, classes along ``axis``.
+      labels: integer labels in ``[0, C)`` (or ``ignore_index``), of the shape
+        of ``logits`` without ``axis``.
+      axis: the class axis (static). Any axis equals moving it last.
+      class_weights: ``None`` or ``(C,)`` non-negative weights.
+      ignore_index: ``None`` or an int (static; PyTorch's default is -100):
+        examples with this label contribute 0 and are left out of the mean.
+      label_smoothing: :math:`\epsilon \in [0, 1)`.
+      z_loss: :math:`\lambda_z \ge 0` (PaLM uses ``1e-4``).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses
+      (labels' shape; 0 for ignored examples).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> probs = jnp.array([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7], [0.2, 0.6, 0.2],
+      ...                    [0.8, 0.1, 0.1], [0.3, 0.3, 0.4]])
+      >>> round(float(jaxloss.sparse_cross_entropy(jnp.log(probs), jnp.array([0, 2, 1, 0, 2]))), 6)
+      0.472722
+
+    References: PyTorch ``torch.nn.functional.cross_entropy`` (class indices);
+    optax ``softmax_cross_entropy_with_integer_labels``; Chowdhery et al., 2022,
+    "PaLM" (z-loss).
+    """
+    ax = axis % logits.ndim
+    num_classes = logits.shape[ax]
+    lab = _Labels(labels, num_classes, ignore_index)
+    lse = lab.clean(logsumexp(logits, ax))
+    picked = lab.pick(logits, ax)
+    eps = label_smoothing
+    if class_weights is None:
+        smooth = num_classes * lse - jnp.sum(logits, axis=ax)  # sum_c (L - x_c)
+        w_y = None
+    else:
+        w = _along(class_weights, logits.ndim, ax)
+        wx = jnp.sum(jnp.where(w == 0, jnp.zeros_like(logits), w * logits), axis=ax)
+        smooth = jnp.sum(class_weights) * lse - wx  # sum_c w_c (L - x_c)
+        w_y = jnp.take(class_weights, lab.safe)
+    smooth = jnp.where(eps > 0, smooth, jnp.zeros_like(smooth))
+    main = (1.0 - eps) * (lse - picked) + z_loss * lse * lse
+    if w_y is not None:
+        main = w_y * main
+    value = lab.finish(main + (eps / num_classes) * smooth)
+    if w_y is None:
+        return Unreduced(value, lab.keep_weight(value.dtype))
+    keep = jnp.ones_like(value) if lab.keep is None else lab.keep.astype(value.dtype)
+    return Unreduced(value, keep, count=keep * w_y)
+
+
+@multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors, checks={"class_weights": NONNEGATIVE},
+            example=Example(_log_prob_sample))
+def nll_loss(log_probs, labels, *, class_weights=None, ignore_index=None, axis=-1):
+    r"""Negative log-likelihood of integer labels given log-probabilities (PyTorch's ``NLLLoss``).
+
+    .. math:: \ell_i = -w_{y_i} \log p_{i y_i}
+
+    ``"mean"`` is PyTorch's weighted mean :math:`\sum_i \ell_i / \sum_i w_{y_i}`
+    over the examples that are not ignored; all ignored (or of zero weight)
+    gives 0 with zero gradients, not NaN. ``log_probs`` is used as given (it is
+    not normalised); ``sparse_cross_entropy(x, y)`` equals
+    ``nll_loss(jax.nn.log_softmax(x), y)``. The label is picked by a
+    compare-and-sum (no one-hot). Out-of-range labels raise ``ValueError`` when
+    concrete and give NaN for that example under ``jit``.
+
+    Args:
+      log_probs: ``[..., C, ...]`` log-probabilities, classes along ``axis``.
+      labels: integer labels in ``[0, C)`` (or ``ignore_index``), of the shape
+        of ``log_probs`` without ``axis``.
+      class_weights: ``None`` or ``(C,)`` non-negative weights.
+      ignore_index: ``None`` or an int (static; PyTorch's default is -100).
+      axis: the class axis (static; PyTorch's is 1, jaxloss's default -1).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example
+      :math:`w_{y_i}`-weighted losses (0 for ignored examples).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> log_p = jnp.log(jnp.array([[0.5, 0.25, 0.25], [0.1, 0.8, 0.1]]))
+      >>> round(float(jaxloss.nll_loss(log_p, jnp.array([0, 1]), class_weights=jnp.array([1.0, 3.0, 1.0]))), 6)
+      0.340644
+
+    References: PyTorch ``torch.nn.functional.nll_loss``.
+    """
+    ax = axis % log_probs.ndim
+    lab = _Labels(labels, log_probs.shape[ax], ignore_index)
+    value = lab.finish(-lab.pick(log_probs, ax))
+    if class_weights is None:
+        return Unreduced(value, lab.keep_weight(value.dtype))
+    w_y = jnp.take(class_weights, lab.safe)
+    return Unreduced(value, w_y if lab.keep is None else jnp.where(lab.keep, w_y, jnp.zeros_like(w_y)))
+
+
+@multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors,
+            checks={"alpha": NONNEGATIVE, "gamma": NONNEGATIVE},
+            example=Example(_sparse_sample, sweep=("gamma", (0.0, 0.5, 1.0, 2.0))))
+def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=None, axis=-1):
+    r"""Multi-class (softmax) focal loss (Lin et al., 2017), integer labels.
+
+    .. math:: \ell_i = -\alpha_{y_i} (1 - p_{i y_i})^\gamma \log p_{i y_i},
+              \qquad p_i = \operatorname{softmax}(x_i)
+
+    :math:`\log(1 - p_y)` is computed as
+    :math:`\operatorname{logsumexp}_{c \ne y}(x_c) - \operatorname{logsumexp}_c(x_c)`
+    (no cancellation when :math:`p_y \to 1`) and the modulating factor as
+    :math:`\exp(\gamma \log(1 - p_y))`, so value and gradient stay finite for
+    every :math:`\gamma \ge 0` (including :math:`0 < \gamma < 1` and
+    :math:`p_y = 1`), large logits and ``-inf`` logits of other classes.
+    ``gamma=0, alpha=None`` is exactly :func:`sparse_cross_entropy`.
+
+    ``alpha`` is a factor, not a normaliser: ``"mean"`` is the plain mean over
+    the examples that are not ignored (as ``sigmoid_focal_loss`` and common
+    multi-class focal implementations; use ``weights`` for a weighted mean).
+
+    Args:
+      logits: ``[..., C, ...]`` floating point, classes along ``axis``.
+      labels: integer labels in ``[0, C)`` (or ``ignore_index``), of the shape
+        of ``logits`` without ``axis``.
+      alpha: ``None`` (no weighting), a scalar ``>= 0``, or ``(C,)``
+        non-negative weights, one per class (:math:`\alpha_{y_i}`).
+      gamma: focusing parameter ``>= 0``.
+      ignore_index: ``None`` or an int (static).
+      axis: the class axis (static).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses (0 for
+      ignored examples). Out-of-range labels: ``ValueError`` when concrete, NaN
+      for that example under ``jit``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.log(jnp.array([[0.5, 0.25, 0.25]]))
+      >>> round(float(jaxloss.softmax_focal_loss(x, jnp.array([0]), gamma=2.0)), 6)
+      0.173287
+
+    References: Lin et al., 2017, "Focal Loss for Dense Object Detection".
+    """
+    ax = axis % logits.ndim
+    lab = _Labels(labels, logits.shape[ax], ignore_index)
+    hit = lab.hit(logits.shape, ax)
+    lse = logsumexp(logits, ax)
+    others = logsumexp(jnp.where(hit, -jnp.inf, logits), ax)
+    log_p = lab.clean(lab.pick(logits, ax) - lse)
+    log_q = lab.clean(others - lse)  # log(1 - p_y), -inf when p_y == 1
+    finite = log_q > -jnp.inf
+    safe_q = jnp.where(finite, log_q, jnp.zeros_like(log_q))
+    factor = jnp.where(finite, jnp.exp(gamma * safe_q), jnp.where(gamma == 0, 1.0, 0.0).astype(log_q.dtype))
+    value = -factor * log_p
+    if alpha is not None:
+        value = (alpha if jnp.ndim(alpha) == 0 else jnp.take(alpha, lab.safe)) * value
+    value = lab.finish(value)
+    return Unreduced(value, lab.keep_weight(value.dtype))
+
+
+@multiclass(static={"axis": AXIS}, layout=_LABELS, checks={"margin": NONNEGATIVE},
+            example=Example(_sparse_sample, sweep=("margin", (0.5, 1.0, 2.0, 3.0)), grad_order=1,
+                            optax="multiclass_hinge_loss"))
+def multiclass_hinge_loss(scores, labels, *, margin=1.0, axis=-1):
+    r"""Multi-class hinge loss, Crammer-Singer formulation.
+
+    .. math:: \ell_i = \max\Bigl(0,\ m + \max_{c \ne y_i} s_{ic} - s_{i y_i}\Bigr)
+              = \max_c \bigl(s_{ic} + m [c \ne y_i]\bigr) - s_{i y_i}
+
+    Crammer-Singer (only the most violating class counts) rather than
+    Weston-Watkins (:math:`\sum_{c \ne y} \max(0, m + s_c - s_y)`; PyTorch's
+    ``MultiMarginLoss`` is that divided by :math:`C`) because: it is
+    ``optax.losses.multiclass_hinge_loss`` (same values for ``margin=1``), so it
+    drops into optax code; it is the tighter convex upper bound of the 0-1 loss
+    (scaled by ``m``), and its scale does not grow with the number of classes;
+    and it costs one fused max per example. A ``-inf`` score of another class
+    never violates the margin, so masked classes are fine. At the kink the
+    (sub)gradient is split between the tied classes.
+
+    Args:
+      scores: ``[..., C, ...]`` real-valued class scores, classes along ``axis``.
+      labels: integer labels in ``[0, C)``, of the shape of ``scores`` without
+        ``axis``.
+      margin: :math:`m \ge 0`.
+      axis: the class axis (static).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses.
+      Out-of-range labels: ``ValueError`` when concrete, NaN under ``jit``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> s = jnp.array([[2.0, 1.5, -1.0], [0.0, 3.0, 1.0]])
+      >>> jaxloss.multiclass_hinge_loss(s, jnp.array([0, 2]), reduction="none")
+      Array([0.5, 3. ], dtype=float32)
+
+    References: Crammer and Singer, 2001, "On the Algorithmic Implementation of
+    Multiclass Kernel-based Vector Machines"; optax ``multiclass_hinge_loss``.
+    """
+    ax = axis % scores.ndim
+    lab = _Labels(labels, scores.shape[ax], None)
+    hit = lab.hit(scores.shape, ax)
+    top = jnp.max(jnp.where(hit, scores, scores + margin), axis=ax)
+    return lab.finish(top - lab.pick(scores, ax))
+
+
+CrossEntropy = cross_entropy.Loss
+SparseCrossEntropy = sparse_cross_entropy.Loss
+NLLLoss = nll_loss.Loss
+SoftmaxFocalLoss = softmax_focal_loss.Loss
+MulticlassHingeLoss = multiclass_hinge_loss.Loss
