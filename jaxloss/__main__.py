@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     """Print the backend and a table of every registered loss's self-check;
     return 0 when all pass, 1 otherwise (the process's exit code)."""
     ap = argparse.ArgumentParser(prog="python -m jaxloss", description="Self-check of jaxloss on this backend.")
-    ap.add_argument("--family", default=None, help="check only this family")
+    families = sorted({spec.family for spec in REGISTRY.values()})
+    ap.add_argument("--family", default=None, choices=families, help="check only this family")
     ap.add_argument("--quiet", action="store_true", help="print only failures and the summary")
     args = ap.parse_args(argv)
 

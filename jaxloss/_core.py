@@ -917,11 +917,11 @@ def _validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval
             hash(v)
         except TypeError:
             raise TypeError(f"{name}: {k} is a static option and must be hashable, got {type(v).__name__}") from None
+    if validate is not None:  # the loss's own checks first: they know its inputs' meaning
+        validate(name, *arrays.values(), **hparams, **static)
     layout.check(name, arrays, static)
     for k, interval in checks.items():
         check_range(name, k, hparams.get(k), interval)
-    if validate is not None:
-        validate(name, *arrays.values(), **hparams, **static)
     weights, where = common.get("weights"), common.get("where")
     if weights is not None:
         weights = jnp.asarray(weights)
