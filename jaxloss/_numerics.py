@@ -16,7 +16,7 @@ kink are part of each function's contract and have their own tests:
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -19,12 +19,14 @@ import dataclasses
 import importlib
 import inspect
 import numbers
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
-from ._core import Interval, Signature, _unknown, check_range, check_reduction, is_concrete
+from ._checks import Interval, check_range, is_concrete
+from ._core import Signature, _unknown, check_reduction
 
 Array = jax.Array
 
@@ -62,8 +64,8 @@ def _hash_key(owner: str, name: str, value: Any) -> Any:
         return value
     raise TypeError(
         f"{owner} is not hashable: {name} is a {type(value).__name__}, not a Python number; "
-        f"build it with {name}={name!s}.item() (or a tuple of numbers) to use it as a static "
-        "argument or a flax linen attribute, or pass the object as a traced argument instead"
+        f"give {name} as a Python number (e.g. float(x)) or a tuple of numbers to use the object as a "
+        "static argument or a flax linen attribute, or pass the object as a traced argument instead"
     )
 
 
@@ -72,8 +74,8 @@ class Loss:
 
     Example:
       >>> import jaxloss
-      >>> jaxloss.DiceLoss(from_logits=True) + 0.5 * jaxloss.BinaryCrossEntropyWithLogits()
-      DiceLoss(smooth=1.0, axis=None, from_logits=True, reduction='mean') + 0.5 * BinaryCrossEntropyWithLogits(pos_weight=None, label_smoothing=0.0, reduction='mean')
+      >>> jaxloss.DiceLoss(from_logits=True) + 0.5 * jaxloss.MSELoss()
+      DiceLoss(smooth=1.0, axis=None, from_logits=True, reduction='mean') + 0.5 * MSELoss(reduction='mean')
     """
 
     def __call__(self, *inputs: Any, weights: Any = None, where: Any = None) -> Array:

@@ -11,10 +11,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import (
-    NONNEGATIVE, PROBABILITIES, SIGNS, UNIT, UNIT_HALF_OPEN, Example, Layout, builtin, check_broadcastable,
-    is_concrete,
-)
+from ._checks import NONNEGATIVE, PROBABILITIES, SIGNS, UNIT, UNIT_HALF_OPEN, check_broadcastable, is_concrete
+from ._core import Example, Layout, builtin
 from ._numerics import pos, softplus
 
 binary = builtin("binary")

@@ -21,7 +21,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import AXIS, FLAG, NONNEGATIVE_VALUES, Example, Layout, builtin
+from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES
+from ._core import Example, Layout, builtin
 
 divergence = builtin("divergence")
 

@@ -36,10 +36,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import (
-    ANY, NONNEGATIVE, OPTIONAL_INT, POSITIVE, POSITIVE_INT_OR_NONE, UNIT_HALF_OPEN, Example, Layout, Unreduced,
-    builtin, check_labels, compute_dtype, is_concrete, loss,
+from ._checks import (
+    ANY,
+    NONNEGATIVE,
+    OPTIONAL_INT,
+    POSITIVE,
+    POSITIVE_INT_OR_NONE,
+    UNIT_HALF_OPEN,
+    check_labels,
+    is_concrete,
 )
+from ._core import Example, Layout, Unreduced, builtin, compute_dtype, loss
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -153,7 +160,6 @@ def _local_stats(cfg, hidden, weight, bias, labels, cap):
     """One streaming pass over the (local) vocabulary: per-row log-sum-exp, sum
     of (capped) logits and target logit (0 when the label is not in this slice)."""
     chunk = cfg[0]
-    n = hidden.shape[0]
     vocab = weight.shape[0]
     acc = compute_dtype(hidden, weight)
     num_chunks = -(-vocab // chunk)
@@ -362,7 +368,9 @@ def _lce_validate(name, hidden, weight, labels, *, bias, ignore_index, chunk_siz
     if bias is not None and not jnp.issubdtype(jnp.result_type(bias), jnp.floating):
         raise TypeError(f"{name}: bias must be a floating-point array, got dtype {jnp.result_type(bias)}")
     if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
-        raise ValueError(f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}")
+        raise ValueError(
+            f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}"
+        )
     for arg, x in (("weight", weight), ("bias", bias)):
         split = _sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
         if split:

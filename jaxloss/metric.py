@@ -43,10 +43,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._core import (
-    FLAG, NONNEGATIVE, PLUS_MINUS_ONE, POSITIVE, PROBABILITIES, SIGNS, Example, Interval, Layout, Static, Unreduced,
-    builtin, choice, is_concrete,
+from ._checks import (
+    FLAG,
+    NONNEGATIVE,
+    PLUS_MINUS_ONE,
+    POSITIVE,
+    PROBABILITIES,
+    SIGNS,
+    Interval,
+    Static,
+    choice,
+    is_concrete,
 )
+from ._core import Example, Layout, Unreduced, builtin
 from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt
 
 metric = builtin("metric")

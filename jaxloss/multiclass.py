@@ -26,10 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import (
-    AXIS, NONNEGATIVE, OPTIONAL_INT, PROBABILITIES, UNIT_HALF_OPEN, Example, Layout, Unreduced, builtin,
-    check_class_vector, normalize_axis,
-)
+from ._checks import AXIS, NONNEGATIVE, OPTIONAL_INT, PROBABILITIES, UNIT_HALF_OPEN, check_class_vector, normalize_axis
+from ._core import Example, Layout, Unreduced, builtin
 from ._numerics import logsumexp
 
 __all__ = [

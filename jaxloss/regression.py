@@ -13,7 +13,8 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import FLAG, NONNEGATIVE, POSITIVE, UNIT, Example, Layout, builtin
+from ._checks import FLAG, NONNEGATIVE, POSITIVE, UNIT
+from ._core import Example, Layout, builtin
 from ._numerics import abs0
 
 regression = builtin("regression")

@@ -61,7 +61,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._core import AXES, FLAG, NONNEGATIVE, POSITIVE, PROBABILITIES, Example, Layout, Unreduced, builtin, normalize_axis
+from ._checks import AXES, FLAG, NONNEGATIVE, POSITIVE, PROBABILITIES, normalize_axis
+from ._core import Example, Layout, Unreduced, builtin
 from ._numerics import safe_div, where_safe
 
 __all__ = [
@@ -209,7 +210,8 @@ def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, 
 
     .. math::
        \ell = 1 - \frac{\mathrm{TP} + s}{\mathrm{TP} + \alpha\,\mathrm{FP} + \beta\,\mathrm{FN} + s}
-            = \frac{\alpha\,\mathrm{FP} + \beta\,\mathrm{FN}}{\mathrm{TP} + \alpha\,\mathrm{FP} + \beta\,\mathrm{FN} + s}
+            = \frac{\alpha\,\mathrm{FP} + \beta\,\mathrm{FN}}
+                    {\mathrm{TP} + \alpha\,\mathrm{FP} + \beta\,\mathrm{FN} + s}
 
     ``alpha`` weighs false positives and ``beta`` false negatives (as optax and
     segmentation-models-pytorch); ``beta > alpha`` favours recall. The defaults
