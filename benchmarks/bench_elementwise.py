@@ -1,40 +1,54 @@
 """jaxloss vs optax: jitted value-and-gradient time of every registered loss optax also has.
 
-For each loss whose registry entry names an optax equivalent, both are jitted as
-``value_and_grad`` of the mean loss with respect to the prediction, on the same
-arrays (4M float32 elements by default), and timed in interleaved rounds (each
-round runs jaxloss, optax and the floor once, in a random order) so that machine
-noise hits all three alike. The table gives medians, the ratio jaxloss/optax (target:
-<= 1.0) and the ratio to a bandwidth floor, ``jit(lambda a, b: a - b)`` on the
-same arrays.
+Each loss is compared with the optax function its registry entry names
+(``spec.optax``, called as in ``OPTAX_CALLS`` so that it computes the same mean
+loss), or, for losses optax lacks, with a plain formulation given here in
+``OWN_CALLS`` (``mae_loss``: ``jnp.abs(p - t)``); the table says which. Both are
+jitted as ``value_and_grad`` of the mean loss with respect to the prediction, on
+the same arrays (4M float32 elements by default), and timed in interleaved rounds
+(each round runs jaxloss, the comparison and the floor once, in a random order;
+see ``_timing.interleaved``) so that machine noise hits all three alike. The table
+gives medians, the ratio jaxloss/comparison (target: <= 1.0) and the ratio to a
+bandwidth floor, ``jit(lambda a, b: a - b)`` on the same arrays.
 
-    python benchmarks/bench_elementwise.py [--n 4194304] [--rounds 30]
+    python benchmarks/bench_elementwise.py [--n 4194304] [--rounds 30] [--only mse_loss ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 import jaxloss
-from jaxloss._core import REGISTRY
 
-# How each optax equivalent is called so that it computes the same mean loss.
+import _timing  # what every benchmark shares: interleaved timing, medians, tables (benchmarks/_timing.py)
+
+# How each optax equivalent (by its name in optax.losses) is called so that it computes the same mean loss.
 OPTAX_CALLS = {
     "squared_error": lambda p, t: jnp.mean(optax.losses.squared_error(p, t)),
-    "l1": lambda p, t: jnp.mean(jnp.abs(p - t)),  # optax has no L1 loss: the plain jnp form
     "huber_loss": lambda p, t: jnp.mean(optax.losses.huber_loss(p, t, delta=1.0)),
     "log_cosh": lambda p, t: jnp.mean(optax.losses.log_cosh(p, t)),
     "sigmoid_binary_cross_entropy": lambda p, t: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(p, t)),
     "sigmoid_focal_loss": lambda p, t: jnp.mean(optax.losses.sigmoid_focal_loss(p, t, alpha=0.25, gamma=2.0)),
     "hinge_loss": lambda p, t: jnp.mean(optax.losses.hinge_loss(p, 2.0 * t - 1.0)),
 }
+
+# Losses optax has no function for, by jaxloss name: (label, the plain formulation compared with).
+OWN_CALLS = {
+    "mae_loss": ("jnp.abs(p - t)", lambda p, t: jnp.mean(jnp.abs(p - t))),
+}
+
+
+def comparison(spec):
+    """``(label, mean-loss function)`` that ``spec`` is compared with, or None."""
+    if spec.name in OWN_CALLS:
+        return OWN_CALLS[spec.name]
+    if spec.optax in OPTAX_CALLS:
+        return "optax", OPTAX_CALLS[spec.optax]
+    return None
 
 
 def _inputs(name: str, n: int, key: jax.Array):
@@ -47,14 +61,15 @@ def _inputs(name: str, n: int, key: jax.Array):
     return pred, target
 
 
-def _timer(fn, *args):
-    def run():
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        return time.perf_counter() - start
-
-    run()  # compile
-    return run
+def time_loss(spec, other, n: int, rounds: int, seed: int) -> dict[str, float]:
+    """Median ms of jaxloss's, the comparison's and the floor's jitted calls, interleaved."""
+    pred, target = _inputs(spec.name, n, jax.random.PRNGKey(0))
+    ours = jax.jit(jax.value_and_grad(lambda p, t: spec.fn(p, t)))
+    theirs = jax.jit(jax.value_and_grad(other))
+    floor = jax.jit(lambda a, b: a - b)
+    fns = {"ours": lambda: ours(pred, target), "theirs": lambda: theirs(pred, target),
+           "floor": lambda: floor(pred, target)}
+    return _timing.medians_ms(_timing.interleaved(fns, rounds, seed=seed))
 
 
 def main() -> None:
@@ -64,31 +79,23 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args()
 
-    print(f"jax {jax.__version__} on {jax.default_backend()} ({jax.devices()[0].device_kind}); "
-          f"n = {args.n:,} float32, value_and_grad under jit, {args.rounds} interleaved rounds, medians")
-    print(f"{'loss':36s} {'jaxloss ms':>10s} {'optax ms':>10s} {'ratio':>6s} {'floor ms':>9s} {'/floor':>7s}")
-    worst = 0.0
-    order_rng = np.random.default_rng(0)
-    for spec in sorted(REGISTRY.values(), key=lambda s: s.name):
-        if spec.optax is None or spec.optax not in OPTAX_CALLS:
+    print(f"jax {jax.__version__}, optax {optax.__version__} on {jax.default_backend()} "
+          f"({jax.devices()[0].device_kind}); n = {args.n:,} float32, value_and_grad under jit, "
+          f"{args.rounds} interleaved rounds (random order in each), medians\n")
+    rows, worst = [], 0.0
+    for i, spec in enumerate(sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name)):
+        other = comparison(spec)
+        if other is None or (args.only and spec.name not in args.only):
             continue
-        if args.only and spec.name not in args.only:
-            continue
-        pred, target = _inputs(spec.name, args.n, jax.random.PRNGKey(0))
-        ours = _timer(jax.jit(jax.value_and_grad(lambda p, t, f=spec.fn: f(p, t))), pred, target)
-        theirs = _timer(jax.jit(jax.value_and_grad(OPTAX_CALLS[spec.optax])), pred, target)
-        floor = _timer(jax.jit(lambda a, b: a - b), pred, target)
-        runners = {"ours": ours, "theirs": theirs, "floor": floor}
-        times = {k: [] for k in runners}
-        for _ in range(args.rounds):
-            for k in order_rng.permutation(list(runners)):  # no position in a round is favoured
-                times[k].append(runners[k]())
-        med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+        label, fn = other
+        med = time_loss(spec, fn, args.n, args.rounds, seed=i)
         ratio = med["ours"] / med["theirs"]
         worst = max(worst, ratio)
-        print(f"{spec.name:36s} {med['ours']:10.2f} {med['theirs']:10.2f} {ratio:6.2f} "
-              f"{med['floor']:9.2f} {med['ours'] / med['floor']:7.2f}")
-    print(f"worst jaxloss/optax ratio: {worst:.2f} (target <= 1.00)")
+        rows.append((spec.name, label, f"{med['ours']:.2f}", f"{med['theirs']:.2f}", f"{ratio:.2f}",
+                     f"{med['floor']:.2f}", f"{med['ours'] / med['floor']:.2f}"))
+    _timing.table(("loss", "compared with", "jaxloss ms", "other ms", "ratio", "floor ms", "/floor"), rows,
+                  align="llrrrrr")
+    print(f"\nworst jaxloss/other ratio: {worst:.2f} (target <= 1.00)")
 
 
 if __name__ == "__main__":

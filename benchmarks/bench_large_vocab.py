@@ -10,8 +10,9 @@ Three tables, all from one run:
    vocabulary chunks (same N, D, V as the timing case): one loop body, so it
    does not grow with the number of chunks.
 3. Measured time of jitted value-and-gradient at N=4096, D=512, V=32768
-   (float32): repetitions of the two versions interleaved, medians and their
-   ratio (the default chunk_size, 8192 here).
+   (float32): repetitions of the two versions interleaved, each round in a
+   random order (see ``_timing.interleaved``), medians and their ratio (the
+   default chunk_size, 8192 here).
 
 Run:  python benchmarks/bench_large_vocab.py            (a few minutes on 2 CPU cores)
       python benchmarks/bench_large_vocab.py --reps 3 --tokens 1024   (quick look)
@@ -20,7 +21,6 @@ Run:  python benchmarks/bench_large_vocab.py            (a few minutes on 2 CPU 
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -29,6 +29,8 @@ import numpy as np
 import optax
 
 import jaxloss
+
+import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 
 
 def materialised(hidden, weight, labels):
@@ -57,22 +59,23 @@ def gib(x):
 
 
 def memory_table(n, d, v):
-    print(f"\n1. compiled temporary memory of value-and-grad, N={n} D={d} V={v} float32 (compiled, not run)")
+    print(f"\n1. compiled temporary memory of value-and-grad, N={n} D={d} V={v} float32 (compiled, not run)\n")
     args = shapes(n, d, v)
-    rows = [("optax, materialised logits", materialised)]
-    rows += [(f"linear_cross_entropy chunk_size={c}", fused(c)) for c in (None, 2048, 8192)]
-    base = None
-    for name, f in rows:
-        m = value_and_grad(f).lower(*args).compile().memory_analysis()
+    versions = [("optax, materialised logits", materialised)]
+    versions += [(f"linear_cross_entropy chunk_size={c}", fused(c)) for c in (None, 2048, 8192)]
+    rows, base = [], None
+    for name, f in versions:
+        m = _timing.memory(value_and_grad(f), *args)
         temp = m.temp_size_in_bytes
         base = temp if base is None else base
-        print(f"   {name:42s} temp {gib(temp):8.3f} GiB   ({100 * temp / base:5.1f}% of optax)"
-              f"   output {gib(m.output_size_in_bytes):.3f} GiB")
-    print(f"   default chunk_size here: {jaxloss.default_chunk_size(n, v)}")
+        rows.append((name, f"{gib(temp):.3f}", f"{100 * temp / base:.1f}%", f"{gib(m.output_size_in_bytes):.3f}"))
+    _timing.table(("", "temp GiB", "of optax", "output GiB"), rows)
+    print(f"\ndefault chunk_size here: {jaxloss.default_chunk_size(n, v)}")
 
 
 def time_table(n, d, v, reps):
-    print(f"\n3. time of jitted value-and-grad, N={n} D={d} V={v} float32, {reps} interleaved reps, medians")
+    print(f"\n3. time of jitted value-and-grad, N={n} D={d} V={v} float32, {reps} interleaved reps "
+          f"(random order in each round), medians\n")
     rng = np.random.default_rng(0)
     h = jnp.asarray(rng.normal(size=(n, d)).astype(np.float32))
     w = jnp.asarray((rng.normal(size=(v, d)) / np.sqrt(d)).astype(np.float32))
@@ -80,31 +83,26 @@ def time_table(n, d, v, reps):
     fns = {"optax, materialised": value_and_grad(materialised), "linear_cross_entropy": value_and_grad(fused())}
     outs = {k: jax.block_until_ready(f(h, w, y)) for k, f in fns.items()}  # compile + warm up
     (a_val, a_grads), (b_val, b_grads) = outs.values()
-    print(f"   |value difference| {abs(float(a_val) - float(b_val)):.2e}; max |grad difference| "
-          f"{max(float(jnp.max(jnp.abs(x - y_))) for x, y_ in zip(a_grads, b_grads)):.2e}")
-    times = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(h, w, y))
-            times[k].append(time.perf_counter() - t0)
-    med = {k: statistics.median(t) for k, t in times.items()}
+    calls = {k: (lambda f=f: f(h, w, y)) for k, f in fns.items()}
+    med = _timing.medians_ms(_timing.interleaved(calls, reps, seed=0, warmup=0))
     base = med["optax, materialised"]
-    for k, m in med.items():
-        print(f"   {k:42s} {m * 1e3:9.1f} ms   ({m / base:.2f}x optax)")
-    print(f"   chunk_size used: {jaxloss.default_chunk_size(n, v)}")
+    _timing.table(("", "median ms", "x optax"), [(k, f"{m:.1f}", f"{m / base:.2f}") for k, m in med.items()])
+    print(f"\n|value difference| {abs(float(a_val) - float(b_val)):.2e}; max |grad difference| "
+          f"{max(float(jnp.max(jnp.abs(x - y_))) for x, y_ in zip(a_grads, b_grads)):.2e}")
+    print(f"chunk_size used: {jaxloss.default_chunk_size(n, v)}")
 
 
 def compile_table(n, d, v):
-    print(f"\n2. lower + compile time of value-and-grad, N={n} D={d} V={v}")
+    print(f"\n2. lower + compile time of value-and-grad, N={n} D={d} V={v}\n")
     args = shapes(n, d, v)
+    rows = []
     for chunks in (4, 16, 64):
         c = v // chunks
         f = value_and_grad(fused(c))
         t0 = time.perf_counter()
         f.lower(*args).compile()
-        dt = time.perf_counter() - t0
-        print(f"   {chunks:3d} chunks (chunk_size={c:6d})  {dt * 1e3:8.1f} ms")
+        rows.append((chunks, c, f"{(time.perf_counter() - t0) * 1e3:.1f}"))
+    _timing.table(("chunks", "chunk_size", "ms"), rows, align="rrr")
 
 
 def main():

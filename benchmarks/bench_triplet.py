@@ -3,7 +3,8 @@
 Run:  python benchmarks/bench_triplet.py            (B=1024, D=128; a few minutes on 2 CPU cores)
       python benchmarks/bench_triplet.py --batch 256 --dim 64 --reps 5
 
-What is measured, side by side in one process (repetitions interleaved, medians):
+What is measured, side by side in one process (repetitions interleaved, each
+round in a random order -- see ``_timing.interleaved`` -- medians):
 
 * ``jaxloss.batch_triplet_loss`` for each ``mining``, jitted ``value_and_grad`` with
   respect to the embeddings, on a P x K batch (P = B / K classes, K = 8 per class);
@@ -22,14 +23,14 @@ value-and-gradient program (inputs and outputs excluded).
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
+
+import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 
 MINING = ("batch_all", "batch_hard", "semi_hard")
 
@@ -72,26 +73,67 @@ def naive_loss(x, labels, mining, margin=1.0):
     return jnp.sum(t) / jnp.maximum(jnp.sum(valid), 1)
 
 
-def compile_vg(fn, x, labels):
-    jitted = jax.jit(jax.value_and_grad(fn))
-    compiled = jitted.lower(x, labels).compile()
-    return compiled, compiled.memory_analysis().temp_size_in_bytes
+def value_and_grad(fn):
+    return jax.jit(jax.value_and_grad(fn))
 
 
-def time_interleaved(fns: dict, args: tuple, reps: int) -> dict:
-    for f in fns.values():  # warm up
-        jax.block_until_ready(f(*args))
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, f in fns.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+def batch_triplet(mining):
+    return lambda e, y: jaxloss.batch_triplet_loss(e, y, mining=mining)
+
+
+def naive(mining):
+    return lambda e, y: naive_loss(e, y, mining)
+
+
+def time_ms(jitted: dict, args: tuple, reps: int, seed: int) -> dict:
+    """Median ms of each jitted function called on ``args``, interleaved."""
+    fns = {name: (lambda f=f: f(*args)) for name, f in jitted.items()}
+    return _timing.medians_ms(_timing.interleaved(fns, reps, seed=seed))
 
 
 def mib(n: int) -> str:
-    return f"{n / 2**20:9.1f}"
+    return f"{n / 2**20:.1f}"
+
+
+def mining_table(x, labels, reps) -> dict:
+    """Every mining strategy and the floor at the full batch; returns their temp bytes."""
+    B = x.shape[0]
+    fns = {m: value_and_grad(batch_triplet(m)) for m in MINING}
+    fns["floor"] = value_and_grad(floor_loss)
+    temps = {name: _timing.temp_bytes(f, x, labels) for name, f in fns.items()}
+    med = time_ms(fns, (x, labels), reps, seed=0)
+    _timing.table(("", "ms", "x floor", "temp MiB", "temp / (4 B^2)"), [
+        (name, f"{med[name]:.2f}", f"{med[name] / med['floor']:.2f}", mib(temps[name]),
+         f"{temps[name] / (4 * B * B):.1f}") for name in fns
+    ])
+    return temps
+
+
+def naive_table(nb, D, reps) -> None:
+    """jaxloss against the naive [B, B, B] formulation at the small batch ``nb``: time, memory, agreement."""
+    xs, ls = pk_batch(nb, D)
+    print(f"\njaxloss against the naive [B, B, B] formulation, B={nb}, D={D} (value and gradient)\n")
+    rows = []
+    for i, m in enumerate(("batch_all", "semi_hard")):
+        fns = {"ours": value_and_grad(batch_triplet(m)), "naive": value_and_grad(naive(m))}
+        med = time_ms(fns, (xs, ls), reps, seed=1 + i)
+        (v1, g1), (v2, g2) = fns["ours"](xs, ls), fns["naive"](xs, ls)
+        diff = max(float(jnp.abs(v1 - v2)), float(jnp.max(jnp.abs(g1 - g2))))
+        rows.append((m, f"{med['ours']:.2f}", f"{med['naive']:.2f}", f"{med['naive'] / med['ours']:.2f}",
+                     mib(_timing.temp_bytes(fns["ours"], xs, ls)), mib(_timing.temp_bytes(fns["naive"], xs, ls)),
+                     f"{diff:.2e}"))
+    _timing.table(("", "jaxloss ms", "naive ms", "naive/jaxloss", "jaxloss MiB", "naive MiB", "max |diff|"), rows)
+
+
+def naive_memory_table(x, labels, temps) -> None:
+    """Scratch memory of the naive formulation compiled (not run) at the full batch."""
+    B, D = x.shape
+    print(f"\nscratch memory of the naive formulation compiled (not run) at B={B}, D={D}:\n")
+    rows = []
+    for m in ("batch_all", "semi_hard"):
+        t_naive = _timing.temp_bytes(value_and_grad(naive(m)), x, labels)
+        rows.append((m, mib(t_naive), mib(temps[m]), f"{t_naive / temps[m]:.0f}x"))
+    _timing.table(("", "naive MiB", "jaxloss MiB", "ratio"), rows)
 
 
 def main() -> None:
@@ -106,39 +148,14 @@ def main() -> None:
     B, D = args.batch, args.dim
     print(f"jax {jax.__version__}, backend {jax.default_backend()}, device {jax.devices()[0].device_kind}")
     print(f"batch_triplet_loss value_and_grad, B={B}, D={D}, P x K batch with K=8, float32, "
-          f"{args.reps} interleaved repetitions, medians\n")
+          f"{args.reps} interleaved repetitions (random order in each round), medians\n")
 
     x, labels = pk_batch(B, D)
-    fns, temps = {}, {}
-    for m in MINING:
-        fns[m], temps[m] = compile_vg(lambda e, y, m=m: jaxloss.batch_triplet_loss(e, y, mining=m), x, labels)
-    fns["floor"], temps["floor"] = compile_vg(floor_loss, x, labels)
-    med = time_interleaved(fns, (x, labels), args.reps)
-    print(f"{'':12s} {'ms':>9s} {'x floor':>8s} {'temp MiB':>9s} {'temp / (4 B^2)':>15s}")
-    for name in (*MINING, "floor"):
-        print(f"{name:12s} {1e3 * med[name]:9.2f} {med[name] / med['floor']:8.2f} {mib(temps[name])} "
-              f"{temps[name] / (4 * B * B):15.1f}")
-
+    temps = mining_table(x, labels, args.reps)
     nb = min(args.naive_batch, B)
-    xs, ls = pk_batch(nb, D)
-    print(f"\njaxloss against the naive [B, B, B] formulation, B={nb}, D={D} (value and gradient)")
-    print(f"{'':12s} {'jaxloss ms':>11s} {'naive ms':>9s} {'naive/jaxloss':>14s} "
-          f"{'jaxloss MiB':>12s} {'naive MiB':>10s} {'max |diff|':>11s}")
-    for m in ("batch_all", "semi_hard"):
-        ours, t_ours = compile_vg(lambda e, y, m=m: jaxloss.batch_triplet_loss(e, y, mining=m), xs, ls)
-        naive, t_naive = compile_vg(lambda e, y, m=m: naive_loss(e, y, m), xs, ls)
-        med = time_interleaved({"ours": ours, "naive": naive}, (xs, ls), args.reps)
-        (v1, g1), (v2, g2) = ours(xs, ls), naive(xs, ls)
-        diff = max(float(jnp.abs(v1 - v2)), float(jnp.max(jnp.abs(g1 - g2))))
-        print(f"{m:12s} {1e3 * med['ours']:11.2f} {1e3 * med['naive']:9.2f} {med['naive'] / med['ours']:14.2f} "
-              f"{mib(t_ours):>12s} {mib(t_naive):>10s} {diff:11.2e}")
-
+    naive_table(nb, D, args.reps)
     if not args.skip_naive_compile and nb < B:
-        print(f"\nscratch memory of the naive formulation compiled (not run) at B={B}, D={D}:")
-        for m in ("batch_all", "semi_hard"):
-            _, t_naive = compile_vg(lambda e, y, m=m: naive_loss(e, y, m), x, labels)
-            print(f"{m:12s} naive {mib(t_naive)} MiB   jaxloss {mib(temps[m])} MiB   "
-                  f"ratio {t_naive / temps[m]:.0f}x")
+        naive_memory_table(x, labels, temps)
 
 
 if __name__ == "__main__":
