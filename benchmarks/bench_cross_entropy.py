@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 
+import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jaxloss
-
-import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 
 
 def value_and_grad(fn):
@@ -200,7 +199,8 @@ def bf16_accuracy(x, y):
     per_ours = np.asarray(jaxloss.sparse_cross_entropy(xb, y, reduction="none"), np.float64)
     per_theirs = np.asarray(optax.losses.softmax_cross_entropy_with_integer_labels(xb, y).astype(jnp.float32),
                             np.float64)
-    print(f"   per-example max rel. err vs float64: jaxloss {np.max(np.abs(per_ours - per_ref) / np.abs(per_ref)):.2e}, "
+    ours_err = np.max(np.abs(per_ours - per_ref) / np.abs(per_ref))
+    print(f"   per-example max rel. err vs float64: jaxloss {ours_err:.2e}, "
           f"optax {np.max(np.abs(per_theirs - per_ref) / np.abs(per_ref)):.2e}")
 
 

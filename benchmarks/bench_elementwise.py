@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 
+import _timing  # what every benchmark shares: interleaved timing, medians, tables (benchmarks/_timing.py)
 import jax
 import jax.numpy as jnp
 import optax
 
 import jaxloss
-
-import _timing  # what every benchmark shares: interleaved timing, medians, tables (benchmarks/_timing.py)
 
 # How each optax equivalent (by its name in optax.losses) is called so that it computes the same mean loss.
 OPTAX_CALLS = {

@@ -23,14 +23,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 import jaxloss
-
-import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 
 
 def materialised(hidden, weight, labels):

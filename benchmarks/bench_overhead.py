@@ -29,13 +29,12 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import _timing  # what every benchmark shares: interleaved timing, medians, tables (benchmarks/_timing.py)
 import jax
 import jax.numpy as jnp
 import optax
 
 import jaxloss
-
-import _timing  # what every benchmark shares: interleaved timing, medians, tables (benchmarks/_timing.py)
 
 PAIRS = {
     "mse_loss": (lambda p, t: jaxloss.mse_loss(p, t), lambda p, t: optax.losses.squared_error(p, t).mean(),

@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 
+import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-
-import _timing  # what every benchmark shares: interleaved timing, medians, memory, tables (benchmarks/_timing.py)
 
 MINING = ("batch_all", "batch_hard", "semi_hard")
 

@@ -28,6 +28,7 @@ curves) under ``--out`` (default ``examples/out/``).
 
 from __future__ import annotations
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -35,8 +36,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 POS_MEAN = np.array([1.6, 1.6])
 POS_STD = 0.6
@@ -132,7 +131,7 @@ def main(argv=None):
     logits = {k: np.asarray(apply(p, x_test)) for k, p in params.items()}
     metrics = {k: rare_class_metrics(v, y_test) for k, v in logits.items()}
 
-    print(f"\nrare class on the test set (threshold 0.5):")
+    print("\nrare class on the test set (threshold 0.5):")
     print(f"{'loss':32s} {'recall':>7s} {'precision':>9s} {'F1':>6s} {'AP':>6s}")
     for k, m in metrics.items():
         print(f"{k:32s} {m['recall']:7.4f} {m['precision']:9.4f} {m['f1']:6.4f} {m['ap']:6.4f}")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import inspect
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,8 +42,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 CONTEXT = 16
 

@@ -32,6 +32,7 @@ under ``--out`` (default ``examples/out/``).
 
 from __future__ import annotations
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -39,8 +40,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 CLASSES, INFORMATIVE, NUISANCE = 10, 8, 24
 
@@ -137,7 +136,7 @@ def main(argv=None):
     print("\nheld-out recall@1 (nearest other held-out point has the same class):")
     for k, r in recall.items():
         print(f"  {k:24s} {r:.4f}")
-    print(f"recall@1 gain over the raw inputs: " + ", ".join(
+    print("recall@1 gain over the raw inputs: " + ", ".join(
         f"{k} {recall[k] - recall['raw inputs (32-D)']:+.4f}" for k in emb))
 
     path = _common.plot_file(args.out, "metric_learning.png")

@@ -19,6 +19,7 @@ under ``--out`` (default ``examples/out/``).
 
 from __future__ import annotations
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +27,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 # ---------------------------------------------------------------------------
 # A two-hidden-layer MLP whose parameters are a plain pytree (no framework needed)
@@ -115,7 +114,7 @@ def run_regression(cfg, rng):
         results[name] = float(jaxloss.mse_loss(pred, y_test))
     for name, err in results.items():
         print(f"  trained with {name:5s}  clean test MSE = {err:.4f}")
-    print(f"  (noise floor: 0.3^2 = 0.09)")
+    print("  (noise floor: 0.3^2 = 0.09)")
     return results, curves
 
 
@@ -195,7 +194,7 @@ def main(argv=None):
 
     best = min(regression, key=regression.get)
     print("\nSummary")
-    print(f"  regression clean test MSE: " + ", ".join(f"{k} {v:.4f}" for k, v in regression.items())
+    print("  regression clean test MSE: " + ", ".join(f"{k} {v:.4f}" for k, v in regression.items())
           + f"  -> best: {best}")
     print(f"  Huber / MSE clean test error ratio: {regression['Huber'] / regression['MSE']:.3f}")
     print(f"  binary test accuracy: {binary['accuracy']:.4f}")

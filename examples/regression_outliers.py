@@ -19,6 +19,7 @@ Prints the clean test error of each loss and saves ``regression_outliers.png``
 
 from __future__ import annotations
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,8 +27,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 NOISE = 0.2
 

@@ -27,6 +27,7 @@ Saves ``segmentation.png`` (images, true masks and both models' masks) under
 
 from __future__ import annotations
 
+import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,8 +35,6 @@ import optax
 from tqdm.auto import tqdm
 
 import jaxloss
-
-import _common  # what every example shares: command line, timing, plot file (examples/_common.py)
 
 # ---------------------------------------------------------------------------
 # Data: small shapes on a noisy background
@@ -148,7 +147,7 @@ def main(argv=None):
     scores = {k: dice_scores(v, test_masks) for k, v in logits.items()}
     fg = {k: float((v > 0).mean()) for k, v in logits.items()}
 
-    print(f"\nheld-out images (threshold 0.5):")
+    print("\nheld-out images (threshold 0.5):")
     print(f"{'loss':12s} {'Dice score':>10s} {'predicted fg':>13s}   (true fg {test_masks.mean():.2%})")
     for k in losses:
         print(f"{k:12s} {scores[k].mean():10.4f} {fg[k]:13.2%}")

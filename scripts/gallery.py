@@ -260,7 +260,7 @@ def build(out_dir: Path, image_prefix: str = "gallery/", only: list[str] | None 
         f"{len(names)} elementwise losses: " + ", ".join(f"[`{n}`](#{n})" for n in names) + ".",
         "",
     ]
-    for kind, members in overview_members.items():
+    for kind in overview_members:
         title, _ = OVERVIEWS[kind]
         md += [f"## {title}", "", f"![{title}]({image_prefix}overview_{kind}.png)", ""]
     for family, members in by_family.items():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -9,12 +10,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import assert_close, reduce_ref
 from jax.experimental import checkify
 
 import jaxloss
 from jaxloss import __main__ as selfcheck
 from jaxloss._core import REGISTRY, class_name_for
-from _reference import assert_close, reduce_ref
 
 
 @jaxloss.loss(static=("power",))
@@ -118,7 +119,7 @@ def test_vmap_over_loss_objects_hyperparameter():
 def test_loss_objects_are_immutable_and_comparable():
     a, b = jaxloss.HuberLoss(delta=2.0), jaxloss.HuberLoss(delta=2.0)
     assert a == b and a != jaxloss.HuberLoss(delta=1.0)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match=r"HuberLoss is immutable; use .replace\(delta=...\)"):
         a.delta = 3.0
     with pytest.raises(TypeError, match="unexpected"):
         jaxloss.HuberLoss(beta=1.0)
@@ -209,7 +210,8 @@ def test_user_loss_objects_hash_pickle_and_replace():
     import pickle
 
     crit = picklable_loss.Loss(scale=2, mode="b")
-    assert crit == picklable_loss.Loss(scale=2.0, mode="b") and hash(crit) == hash(picklable_loss.Loss(scale=2.0, mode="b"))
+    same = picklable_loss.Loss(scale=2.0, mode="b")
+    assert crit == same and hash(crit) == hash(same)
     assert pickle.loads(pickle.dumps(crit)) == crit
     assert crit.replace(scale=3.0).scale == 3.0 and crit.replace(scale=3.0).mode == "b"
     with pytest.raises(ValueError, match="PicklableLoss: mode must be 'a' or 'b', got 'c'"):
@@ -270,7 +272,7 @@ def test_did_you_mean(word, suggestion):
 def test_pytorch_weight_suggests_class_weights():
     with pytest.raises(TypeError, match="did you mean 'class_weights'"):
         jaxloss.sparse_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]), weight=jnp.ones(3))
-    with pytest.raises(TypeError, match="SparseCrossEntropy: unexpected keyword argument 'weight'; did you mean 'class_weights'"):
+    with pytest.raises(TypeError, match="SparseCrossEntropy: unexpected keyword argument 'weight'; did you mean"):
         jaxloss.SparseCrossEntropy(weight=jnp.ones(3))
 
 
@@ -350,7 +352,8 @@ def test_public_api_lists_no_modules():
     import types
 
     assert all(not isinstance(getattr(jaxloss, name), types.ModuleType) for name in jaxloss.__all__)
-    assert set(jaxloss.__all__) >= {spec.name for spec in REGISTRY.values()} | {spec.cls.__name__ for spec in REGISTRY.values()}
+    specs = REGISTRY.values()
+    assert set(jaxloss.__all__) >= {s.name for s in specs} | {s.cls.__name__ for s in specs}
 
 
 def test_sum_and_weight_combines_micro_batch_means_exactly():

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import assert_close, reduce_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import jaxloss
-from _reference import assert_close, reduce_ref
 
 # ---- closed forms, float64 ----------------------------------------------------
 
@@ -191,7 +189,8 @@ def test_poisson_gradient_zero_at_optimum():
     assert_close(g, 0.0, atol=1e-7)
 
 
-@pytest.mark.parametrize("name", ["mse_loss", "mae_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss", "quantile_loss"])
+@pytest.mark.parametrize("name", ["mse_loss", "mae_loss", "huber_loss", "smooth_l1_loss", "log_cosh_loss",
+                                  "quantile_loss"])
 def test_huge_residuals_finite(name):
     p = jnp.array([1e30, -1e30, 1e4, -1e4], jnp.float32)
     t = jnp.zeros(4)

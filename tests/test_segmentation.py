@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _reference import assert_close, reduce_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from _reference import assert_close, reduce_ref
 
 RTOL, ATOL = 2e-5, 2e-6
 
@@ -376,8 +376,8 @@ def test_per_score_where_of_the_scores_shape():
 _P, _T = _data(9, (2, 3))
 
 ERRORS = [
-    pytest.param(lambda: jaxloss.dice_loss(_P, _T[:, :1]), ValueError, r"dice_loss: probs and targets .*\(2, 3\).*\(2, 1\)",
-                 id="shape-mismatch"),
+    pytest.param(lambda: jaxloss.dice_loss(_P, _T[:, :1]), ValueError,
+                 r"dice_loss: probs and targets .*\(2, 3\).*\(2, 1\)", id="shape-mismatch"),
     pytest.param(lambda: jaxloss.dice_loss(_P, _T, axis=2), ValueError, r"dice_loss: axis 2 is out of range",
                  id="axis-out-of-range"),
     pytest.param(lambda: jaxloss.dice_loss(_P, _T, axis=(1, -1)), ValueError, r"dice_loss: axis \(1, -1\) repeats",
