@@ -212,9 +212,9 @@ def check_labels(
         bad &= lab != ignore_index
     if bad.any():
         raise ValueError(
-            f"{loss_name}: {arg} must lie in [0, {num_classes}) "
-            + ("" if ignore_index is None else f"or equal ignore_index={ignore_index} ")
-            + f"got {lab[bad][:5].tolist()}"
+            f"{loss_name}: {arg} must lie in [0, {num_classes})"
+            + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
+            + f", got {lab[bad][:5].tolist()}"
         )
 
 

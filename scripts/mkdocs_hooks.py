@@ -5,7 +5,8 @@
   ``gallery/*.png``, so the gallery always matches ``jaxloss.REGISTRY`` and no
   generated file lives in ``docs/``.
 * ``on_page_markdown`` replaces the marker ``<!-- jaxloss:registry-table -->`` of
-  ``api/index.md`` with a table of every registered loss.
+  ``api/index.md`` with a table of every registered loss (its optax column names
+  only functions that ``optax.losses`` has).
 """
 
 from __future__ import annotations
@@ -43,8 +44,16 @@ MARKER = "<!-- jaxloss:registry-table -->"
 
 
 def registry_table() -> str:
+    """The table of every registered loss; ``ValueError`` when a loss's
+    ``Example(optax=...)`` names no function of ``optax.losses`` (the table would
+    claim a counterpart that does not exist)."""
+    import optax
+
     import jaxloss
 
+    for name, spec in jaxloss.REGISTRY.items():
+        if spec.optax and not callable(getattr(optax.losses, spec.optax, None)):
+            raise ValueError(f"{name}: Example(optax={spec.optax!r}) is not a function of optax.losses")
     rows = ["| function | class | family | hyper-parameters (traced) | options (static) | optax |",
             "|---|---|---|---|---|---|"]
     for name, spec in sorted(jaxloss.REGISTRY.items(), key=lambda kv: (kv[1].family, kv[0])):

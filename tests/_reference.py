@@ -31,3 +31,27 @@ def reduce_ref(values, reduction, weights=None, where=None, *, counted=None, cou
 
 def assert_close(actual, expected, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(np.asarray(actual, np.float64), np.asarray(expected, np.float64), rtol=rtol, atol=atol)
+
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def extras(weights, where):
+    """The per-example arguments a reference test runs with, by name: none,
+    ``weights`` alone, ``where`` alone."""
+    return {"plain": {}, "weights": {"weights": weights}, "where": {"where": where}}
+
+
+def reduce_ref_grad(shape, reduction, weights=None, where=None, *, counted=None, count=None):
+    """The derivative of :func:`reduce_ref` in each entry of ``values`` (of ``shape``).
+
+    The rule is linear in the values, so for ``"sum"`` and ``"mean"`` the
+    derivative in entry ``i`` is the reduction of the ``i``-th unit array; for
+    ``"none"`` it is ``d out[i] / d values[i]`` (the reduction of an all-ones array).
+    """
+    kwargs = {"counted": counted, "count": count}
+    if reduction == "none":
+        return reduce_ref(np.ones(shape), "none", weights, where, **kwargs)
+    n = int(np.prod(shape))
+    units = np.eye(n).reshape((n, *shape))
+    return np.array([reduce_ref(u, reduction, weights, where, **kwargs) for u in units], np.float64).reshape(shape)

@@ -11,8 +11,8 @@ which is why this is a script and not a test module). Checks:
    with a ``where`` mask) and gradients it gives on one device.
 2. ``vocab_parallel_cross_entropy`` under ``shard_map`` with the vocabulary split
    over devices equals a float64 NumPy sparse cross-entropy of the gathered
-   logits (and ``jaxloss.sparse_cross_entropy`` when it exists) in value and
-   gradient, alone and with the batch split over a second mesh axis.
+   logits and ``jaxloss.sparse_cross_entropy`` in value and gradient, alone
+   and with the batch split over a second mesh axis.
 3. ``linear_cross_entropy`` with ``weight`` (and ``bias``) sharded over the
    vocabulary equals one device: under GSPMD (plain ``jit``), and inside
    ``shard_map`` with ``axis_name``.
@@ -39,6 +39,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+from _reference import reduce_ref, reduce_ref_grad  # noqa: E402  (tests/ is this script's directory)
 from jax.sharding import Mesh, NamedSharding  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
@@ -74,7 +75,9 @@ def mesh_of(shape, names):
     return Mesh(np.array(jax.devices()[: math.prod(shape)]).reshape(shape), names)
 
 
-assert jax.device_count() == 8, f"expected 8 host devices, got {jax.device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')})"
+assert jax.device_count() == 8, (
+    f"expected 8 host devices, got {jax.device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')})"
+)
 ONE = jax.devices()[0]
 
 # ---------------------------------------------------------------------------
@@ -186,13 +189,11 @@ def np_sparse_ce(z, y, eps=0.0, zl=0.0, ignore_index=None):
 
 
 def np_reduce(loss, wi, dz, reduction, weights=None, where=None):
-    w = wi * (1.0 if weights is None else weights) * (1.0 if where is None else where)
+    """Reduced value and (but for 'none') its gradient in the logits."""
+    value = reduce_ref(loss, reduction, weights, where, counted=wi > 0)
     if reduction == "none":
-        return w * loss, None
-    if reduction == "sum":
-        return (w * loss).sum(), w[..., None] * dz
-    den = w.sum()
-    return (w * loss).sum() / den, (w / den)[..., None] * dz
+        return value, None
+    return value, reduce_ref_grad(loss.shape, reduction, weights, where, counted=wi > 0)[..., None] * dz
 
 
 VP_OPTIONS = [
@@ -203,7 +204,7 @@ VP_OPTIONS = [
 
 def vocab_parallel_case(mesh, opts, weights=None, where=None):
     """Every reduction and its gradient from one compiled program, against the
-    float64 closed form and (when present) sparse_cross_entropy."""
+    float64 closed form and sparse_cross_entropy."""
     rng = np.random.default_rng(1)
     n, vocab = 16, 40
     z = (rng.normal(size=(n, vocab)) * 3).astype(np.float32)
@@ -244,18 +245,18 @@ def vocab_parallel_case(mesh, opts, weights=None, where=None):
         close(got[r], want, f"{r} value")
         if r != "none":
             close(got["grad_" + r], want_grad, f"{r} gradient")
-    if hasattr(jaxloss, "sparse_cross_entropy"):
-        def ref(z):
-            out = {r: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra)
-                   for r in ("mean", "sum", "none")}
-            for r in ("mean", "sum"):
-                out["grad_" + r] = jax.grad(
-                    lambda z: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra))(z)
-            return out
 
-        want = jax.jit(ref)(jnp.asarray(z))
-        for k in want:
-            close(got[k], want[k], f"{k} vs sparse_cross_entropy")
+    def ref(z):
+        out = {r: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra)
+               for r in ("mean", "sum", "none")}
+        for r in ("mean", "sum"):
+            out["grad_" + r] = jax.grad(
+                lambda z: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), reduction=r, **opts, **extra))(z)
+        return out
+
+    want = jax.jit(ref)(jnp.asarray(z))
+    for k in want:
+        close(got[k], want[k], f"{k} vs sparse_cross_entropy")
 
 
 VOCAB8 = mesh_of((8,), ("vocab",))
@@ -370,7 +371,7 @@ def _tuple_axes():
         lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name=("a", "b"), ignore_index=IGNORE),
         mesh=mesh, in_specs=(P(None, ("a", "b")), P()), out_specs=P()))
     loss, wi, _ = np_sparse_ce(z, y, ignore_index=IGNORE)
-    close(vp(z, jnp.asarray(y)), (wi * loss).sum() / wi.sum(), "vocab_parallel_cross_entropy value")
+    close(vp(z, jnp.asarray(y)), reduce_ref(loss, "mean", counted=wi > 0), "vocab_parallel_cross_entropy value")
 
 
 @check("linear_cross_entropy(axis_name=...) in shard_map on an explicit 2 data x 4 vocab mesh")

@@ -9,14 +9,15 @@ imported at the top, so a missing dependency fails the module.
 from __future__ import annotations
 
 import doctest
+import inspect
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import griffe  # noqa: F401  (mkdocstrings-python's loader)
-import matplotlib  # noqa: F401  (the gallery)
 import material  # noqa: F401  (mkdocs-material)
+import matplotlib  # noqa: F401  (the gallery)
 import mkdocs  # noqa: F401
 import mkdocstrings  # noqa: F401
 import numpy as np
@@ -42,15 +43,18 @@ def site(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_build_strict_has_every_page(site):
     for page in ("index.html", "choosing/index.html", "examples/index.html", "gallery/index.html",
-                 "coming_from/index.html", "large_vocab/index.html", "api/regression/index.html",
-                 "api/classification/index.html", "api/segmentation/index.html", "api/metric/index.html",
-                 "api/divergence/index.html", "api/large_vocab/index.html", "api/train/index.html",
-                 "api/core/index.html"):
+                 "coming_from/index.html", "frameworks/index.html", "large_vocab/index.html",
+                 "contributing/index.html", "api/index.html", "api/regression/index.html",
+                 "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
+                 "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
+                 "api/train/index.html", "api/core/index.html"):
         assert (site / page).is_file(), page
 
 
+@pytest.mark.slow
 def test_gallery_has_every_elementwise_loss(site):
     names = gallery.elementwise_losses()
     assert {"mse_loss", "huber_loss", "binary_cross_entropy_with_logits", "sigmoid_focal_loss"} <= set(names)
@@ -61,10 +65,11 @@ def test_gallery_has_every_elementwise_loss(site):
         assert f"{name}.png" in html, name
 
 
+@pytest.mark.slow
 def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
-    for module in ("regression", "classification", "divergence", "segmentation", "metric", "large_vocab"):
+    for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
@@ -76,12 +81,28 @@ def test_api_reference_renders_math_and_every_public_name(site):
     assert "\\delta" in html and "HuberLoss" in html
 
 
+@pytest.mark.slow
+def test_api_pages_show_no_private_names_and_one_row_per_return(site):
+    for page in sorted((site / "api").glob("*/index.html")):
+        html = page.read_text()
+        assert "FunctionLoss" not in html and "Bases:" not in html, page  # the generated classes' private base
+        assert "jaxloss._objects" not in re.sub(r'title="[^"]*"', "", html), page
+        for table in re.findall(r"Returns:</span></p>(.*?)</table>", html, re.S):
+            assert table.count('<tr class="doc-section-item">') == 1, (page, table[:500])
+    html = (site / "api" / "core" / "index.html").read_text()
+    for name in ("loss", "Loss", "WeightedSum", "LossSpec", "Example", "Layout", "Unreduced", "Static",
+                 "Interval", "value_checks"):
+        assert f'id="jaxloss.{name}"' in html, name
+    assert "layout=Layout()" in re.sub(r"<[^>]+>", "", html)  # not the repr of every field
+
+
 def test_example_plots_exist_for_the_examples_page():
     text = (DOCS / "examples.md").read_text()
     for ref in re.findall(r"\]\((assets/examples/[\w.]+\.png)\)", text):
         assert (DOCS / ref).is_file(), ref
 
 
+@pytest.mark.slow
 def test_gallery_script_cli(tmp_path):
     proc = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "gallery.py"), "--out", str(tmp_path), "--only", "huber_loss"],
@@ -93,7 +114,7 @@ def test_gallery_script_cli(tmp_path):
     assert "### huber_loss" in md and "$$" in md and "[jaxloss.regression.huber_loss]" in md
 
 
-@pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md"])
+@pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:
@@ -131,3 +152,91 @@ def test_rst_markup_conversion():
     assert "  ```pycon\n  >>> 1 + 1\n  2\n  ```" in out
     multi = griffe_rst.convert("Text::\n\n.. math::\n   a \\\\\n   b\n\nafter")
     assert multi.startswith("Text:\n") and "$$\na \\\\\nb\n$$\n\nafter" in multi
+
+
+def _parse_google(text: str) -> dict:
+    """The sections of a converted docstring as griffe's Google parser reads them."""
+    sections = griffe.Docstring(text, lineno=1).parse("google", warn_missing_types=False, warn_unknown_params=False)
+    return {s.kind.value: s.value for s in sections}
+
+
+def test_rst_wrapped_returns_and_args_are_one_item():
+    doc = (
+        "Summary.\n\n"
+        "Args:\n"
+        "  pred: predictions of any\n"
+        "  shape, floating point.\n"
+        "  target: the targets, ``:math:`t```\n"
+        "    with a continuation line.\n\n"
+        "Returns:\n"
+        "  The reduced loss (float32 for bf16 inputs); with\n"
+        "  ``reduction=\"none\"`` the per-element losses,\n"
+        "  :math:`\\ell_i` for each :math:`i`.\n"
+    )
+    sections = _parse_google(griffe_rst.convert(doc))
+    params = sections["parameters"]
+    assert [p.name for p in params] == ["pred", "target"]
+    assert params[0].description == "predictions of any\nshape, floating point."
+    assert params[1].description.endswith("with a continuation line.")
+    (returned,) = sections["returns"]  # one row, not three
+    assert returned.description.startswith("The reduced loss") and "$\\ell_i$ for each $i$." in returned.description
+    # named return values stay one item each
+    named = _parse_google(griffe_rst.convert("S.\n\nReturns:\n  s: the sum,\n    wrapped.\n  w: the weight.\n"))
+    assert [(r.name, r.description) for r in named["returns"]] == [("s", "the sum,\nwrapped."), ("w", "the weight.")]
+
+
+def test_every_loss_documents_the_shared_arguments_once_and_one_return():
+    import jaxloss
+
+    for name, spec in jaxloss.REGISTRY.items():
+        sections = _parse_google(griffe_rst.convert(inspect.getdoc(spec.fn)))
+        params = [p.name for p in sections["parameters"]]
+        assert params[-3:] == ["reduction", "weights", "where"] and len(params) == len(set(params)), (name, params)
+        assert set(params) == {*spec.inputs, *spec.hparams, *spec.static, "reduction", "weights", "where"}, name
+        assert len(sections["returns"]) == 1, name
+        assert "sum_and_weight" in sections["parameters"][-3].description, name
+
+
+def test_registry_table_names_only_optax_functions_that_exist():
+    import mkdocs_hooks
+    import optax
+
+    import jaxloss
+
+    table = mkdocs_hooks.registry_table()
+    for name, spec in jaxloss.REGISTRY.items():
+        (row,) = [r for r in table.splitlines() if r.startswith(f"| [`{name}`]")]
+        if spec.optax:
+            assert callable(getattr(optax.losses, spec.optax, None)), (name, spec.optax)
+            assert row.endswith(f"| `optax.losses.{spec.optax}` |"), row
+        else:
+            assert row.endswith("| -- |"), row
+    assert jaxloss.REGISTRY["mae_loss"].optax is None  # optax has no mean absolute error
+
+
+def _python_blocks(page: str) -> list[str]:
+    return re.findall(r"^```python\n(.*?)^```", (DOCS / page).read_text(), flags=re.M | re.S)
+
+
+def test_contributing_excerpts_match_the_source_and_the_other_blocks_run():
+    """A ``python`` block of docs/contributing.md whose first line is ``# <file>`` is an
+    excerpt: its lines (``...`` marks lines left out) are lines of that file, in order.
+    Every other ``python`` block runs, top to bottom, in one namespace."""
+    excerpts = runnable = 0
+    namespace: dict = {}
+    for block in _python_blocks("contributing.md"):
+        first, _, body = block.partition("\n")
+        path = ROOT / first[1:].strip() if first.startswith("# ") else None
+        if path is not None and path.is_file():
+            excerpts += 1
+            source = [line.strip() for line in path.read_text().splitlines()]
+            at = 0
+            for line in (x.strip() for x in body.splitlines()):
+                if not line or line == "...":
+                    continue
+                assert line in source[at:], f"docs/contributing.md: {line!r} is not in {first[2:]} (after line {at})"
+                at = source.index(line, at) + 1
+        else:
+            runnable += 1
+            exec(compile(block, "docs/contributing.md", "exec"), namespace)  # noqa: S102
+    assert excerpts >= 4 and runnable >= 1, (excerpts, runnable)

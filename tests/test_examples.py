@@ -15,10 +15,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ipykernel  # noqa: F401  (the notebook's kernel)
 import matplotlib  # noqa: F401  (the examples need it; fail here, not in a subprocess)
 import nbclient
 import nbformat
-import ipykernel  # noqa: F401  (the notebook's kernel)
 import pytest
 import tqdm  # noqa: F401
 
@@ -46,6 +46,7 @@ def pngs(out: Path) -> list[str]:
     return sorted(p.name for p in out.glob("*.png") if p.stat().st_size > 1000)
 
 
+@pytest.mark.slow
 def test_quickstart(tmp_path):
     out = run_example("quickstart", tmp_path)
     err = {k: number(rf"trained with {k}\s+clean test MSE = ([\d.]+)", out) for k in ("MSE", "MAE", "Huber")}
@@ -57,6 +58,7 @@ def test_quickstart(tmp_path):
     assert pngs(tmp_path) == ["quickstart_training.png"]
 
 
+@pytest.mark.slow
 def test_regression_outliers(tmp_path):
     out = run_example("regression_outliers", tmp_path)
     err = {k: number(rf"^{re.escape(k)}\s+([\d.]+)\s+[-+][\d.]+$", out) for k in ("MSE", "MAE", "Huber", "log-cosh")}
@@ -65,6 +67,7 @@ def test_regression_outliers(tmp_path):
     assert pngs(tmp_path) == ["regression_outliers.png"]
 
 
+@pytest.mark.slow
 def test_imbalanced_classification(tmp_path):
     out = run_example("imbalanced_classification", tmp_path)
 
@@ -83,6 +86,7 @@ def test_imbalanced_classification(tmp_path):
     assert pngs(tmp_path) == ["imbalanced_classification.png"]
 
 
+@pytest.mark.slow
 def test_segmentation(tmp_path):
     out = run_example("segmentation", tmp_path)
     bce = number(r"^BCE\s+([\d.]+)\s+[\d.]+%$", out)
@@ -93,6 +97,7 @@ def test_segmentation(tmp_path):
     assert pngs(tmp_path) == ["segmentation.png"]
 
 
+@pytest.mark.slow
 def test_metric_learning(tmp_path):
     out = run_example("metric_learning", tmp_path)
     raw = number(r"raw inputs \(32-D\)\s+([\d.]+)", out)
@@ -102,6 +107,7 @@ def test_metric_learning(tmp_path):
     assert pngs(tmp_path) == ["metric_learning.png"]
 
 
+@pytest.mark.slow
 def test_language_model(tmp_path):
     out = run_example("language_model", tmp_path)
     fused = number(r"linear_cross_entropy\s+[\d.]+ -> ([\d.]+)", out)
@@ -117,6 +123,7 @@ def test_language_model(tmp_path):
     assert pngs(tmp_path) == ["language_model.png"]
 
 
+@pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend captures the figures
     nb = nbformat.read(EXAMPLES / "colab_tpu.ipynb", as_version=4)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _reference import reduce_ref, reduce_ref_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -54,28 +55,22 @@ def ref_terms(h, w, y, b=None, eps=0.0, zl=0.0, cap=None, ignore_index=None):
     return loss, (~ignored).astype(np.float64), dl
 
 
-def ref_reduce(loss, wi, reduction, weights=None, where=None, cot=None):
-    """Reduced value and per-token coefficients c_i = d value / d loss_i (for
-    'none', of sum(value * cot))."""
-    w = wi.copy()
-    if weights is not None:
-        w = w * np.asarray(weights, np.float64).reshape(-1)
-    if where is not None:
-        w = w * np.asarray(where).reshape(-1)
-    if reduction == "none":
-        return w * loss, w * cot.reshape(-1)
-    if reduction == "sum":
-        return (w * loss).sum(), w
-    den = w.sum()
-    return ((w * loss).sum() / den if den else 0.0), (w / den if den else 0 * w)
+def _flat(a):
+    return None if a is None else np.asarray(a).reshape(-1)
 
 
 def ref_all(h, w, y, b, opts, reduction="mean", weights=None, where=None, cot=None):
+    """Reduced value and its gradients in hidden, weight and bias (for 'none',
+    the gradients of sum(value * cot))."""
     loss, wi, dl = ref_terms(
         h, w, y, b, opts.get("label_smoothing", 0.0), opts.get("z_loss", 0.0),
         opts.get("logit_softcap"), opts.get("ignore_index"),
     )
-    value, c = ref_reduce(loss, wi, reduction, weights, where, cot)
+    reduce_args = (reduction, _flat(weights), _flat(where))
+    value = reduce_ref(loss, *reduce_args, counted=wi > 0)
+    c = reduce_ref_grad(loss.shape, *reduce_args, counted=wi > 0)  # d value / d loss_i
+    if reduction == "none":
+        c = c * cot.reshape(-1)
     g = c[:, None] * dl
     h2 = np.asarray(h, np.float64).reshape(-1, np.shape(w)[1])
     dh = (g @ np.asarray(w, np.float64)).reshape(np.shape(h))
@@ -256,7 +251,7 @@ def test_empty_batch():
 
 @pytest.mark.parametrize("scale, cap", [(1e3, None), (1e15, None), (1e6, 30.0)])
 def test_extreme_hidden_states_finite(scale, cap):
-    use_bias, opts = True, {"label_smoothing": 0.1, "z_loss": 1e-4, "ignore_index": IGNORE}
+    opts = {"label_smoothing": 0.1, "z_loss": 1e-4, "ignore_index": IGNORE}
     if cap is not None:
         opts["logit_softcap"] = cap
     h, w, b, y = make(seed=9, scale=scale, ignore=IGNORE)
@@ -285,21 +280,33 @@ def test_where_keeps_nan_rows_out_of_the_gradient():
     assert_matches(got, want, 2e-5, 2e-6)
 
 
-def test_out_of_range_labels():
+@pytest.mark.parametrize("bad", [V, -1])
+def test_out_of_range_label_is_an_error(bad):
+    h, w, b, y = make(seed=11)
+    y = y.copy()
+    y[0, 0] = bad
+    with pytest.raises(ValueError, match=rf"linear_cross_entropy: labels must lie in \[0, 37\), got \[{bad}\]"):
+        LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(y))
+
+
+def test_out_of_range_labels_are_nan_under_jit():
     h, w, b, y = make(seed=11)
     bad = y.copy()
     bad[0, 0] = V
-    with pytest.raises(ValueError, match=r"linear_cross_entropy: labels must lie in \[0, 37\)"):
-        LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(bad))
     bad[1, 2] = -1
     out = jax.jit(lambda y: LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), y, reduction="none"))(
         jnp.asarray(bad))
     out = np.asarray(out)
     assert np.isnan(out[0, 0]) and np.isnan(out[1, 2])
     assert np.isfinite(np.delete(out.reshape(-1), [0, 7])).all()
-    # ignore_index itself is accepted even though it is out of range
-    LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(np.where(bad < 0, 0, bad)),
-        ignore_index=V)
+
+
+def test_out_of_range_ignore_index_is_accepted():
+    h, w, b, y = make(seed=11)
+    y = y.copy()
+    y[0, 0] = V  # ignored, although not a class
+    got = LCE(jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32), jnp.asarray(y), ignore_index=V)
+    np.testing.assert_allclose(float(got), ref_all(h, w, y, None, {"ignore_index": V})[0], rtol=2e-5)
 
 
 def test_bfloat16_inputs():
@@ -331,11 +338,19 @@ def test_kernel_accepts_bfloat16_natively():
 @pytest.mark.parametrize(
     "change, exc, match",
     [
-        (lambda h, w, y: (h, w.T, y), ValueError, r"hidden \(2, 5, 8\) and weight \(8, 37\)"),
-        (lambda h, w, y: (h, w, y[:, :4]), ValueError, r"labels \(2, 4\) must have the shape"),
-        (lambda h, w, y: (h, w[0], y), ValueError, r"weight must have shape \[V, D\]"),
-        (lambda h, w, y: (h, w, y.astype(np.float32)), TypeError, "integer class labels"),
-        (lambda h, w, y: (h.astype(np.int32), w, y), TypeError, "hidden must be a floating-point"),
+        pytest.param(lambda h, w, y: (h, w.T, y), ValueError,
+                     r"linear_cross_entropy: hidden \(2, 5, 8\) and weight \(8, 37\) must share the last "
+                     r"\(feature\) dimension D", id="weight-transposed"),
+        pytest.param(lambda h, w, y: (h, w, y[:, :4]), ValueError,
+                     r"linear_cross_entropy: labels.* must have the shape of hidden .*\(2, 5", id="labels-shape"),
+        pytest.param(lambda h, w, y: (h, w[0], y), ValueError,
+                     r"linear_cross_entropy: weight must have shape \[V, D\], got \(8,\)", id="weight-1d"),
+        pytest.param(lambda h, w, y: (h, w, y.astype(np.float32)), TypeError,
+                     r"linear_cross_entropy: labels must hold integer class labels, got dtype float32",
+                     id="float-labels"),
+        pytest.param(lambda h, w, y: (h.astype(np.int32), w, y), TypeError,
+                     r"linear_cross_entropy: hidden must be a floating-point array, got dtype int32",
+                     id="integer-hidden"),
     ],
 )
 def test_bad_inputs(change, exc, match):
@@ -348,13 +363,22 @@ def test_bad_inputs(change, exc, match):
 @pytest.mark.parametrize(
     "kwargs, exc, match",
     [
-        ({"label_smoothing": 1.0}, ValueError, r"label_smoothing must lie in \[0, 1\)"),
-        ({"z_loss": -1.0}, ValueError, r"z_loss must lie in \[0, inf\)"),
-        ({"logit_softcap": 0.0}, ValueError, r"logit_softcap must lie in \(0, inf\)"),
-        ({"chunk_size": 0}, ValueError, "chunk_size must be a positive int"),
-        ({"bias": np.zeros(36, np.float32)}, ValueError, r"bias must have shape \(37,\)"),
-        ({"precision": "fastest"}, ValueError, "precision must be"),
-        ({"reduction": "avg"}, ValueError, "reduction must be one of"),
+        pytest.param({"label_smoothing": 1.0}, ValueError,
+                     r"linear_cross_entropy: label_smoothing must lie in \[0, 1\), got 1\.0", id="label_smoothing-one"),
+        pytest.param({"z_loss": -1.0}, ValueError,
+                     r"linear_cross_entropy: z_loss must lie in \[0, inf\), got -1\.0", id="z_loss-negative"),
+        pytest.param({"logit_softcap": 0.0}, ValueError,
+                     r"linear_cross_entropy: logit_softcap must lie in \(0, inf\), got 0\.0", id="logit_softcap-zero"),
+        pytest.param({"chunk_size": 0}, ValueError,
+                     r"linear_cross_entropy: chunk_size must be a positive int or None, got 0", id="chunk_size-zero"),
+        pytest.param({"bias": np.zeros(36, np.float32)}, ValueError,
+                     r"linear_cross_entropy: bias must have shape \(37,\) = \[V\], got \(36,\)", id="bias-shape"),
+        pytest.param({"precision": "fastest"}, ValueError,
+                     r"linear_cross_entropy: precision must be None, a jax\.lax\.Precision or one of .*, got 'fastest'",
+                     id="precision-unknown"),
+        pytest.param({"reduction": "avg"}, ValueError,
+                     r"linear_cross_entropy: reduction must be one of 'mean', 'sum', 'none'.*, got 'avg'",
+                     id="reduction-unknown"),
     ],
 )
 def test_bad_options(kwargs, exc, match):
@@ -443,21 +467,31 @@ def test_vocab_parallel_forms_on_one_device():
     g = jax.jit(jax.shard_map(
         lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab", **vp_opts),
         mesh=_one_device_mesh(), in_specs=(P(None, "vocab"), P()), out_specs=P()))
-    np.testing.assert_allclose(g(jnp.asarray(z, jnp.float32), jnp.asarray(y)), (wi * loss).sum() / wi.sum(),
+    np.testing.assert_allclose(g(jnp.asarray(z, jnp.float32), jnp.asarray(y)), reduce_ref(loss, "mean", counted=wi > 0),
                                rtol=1e-5)
 
 
-def test_vocab_parallel_is_not_registered_and_needs_an_axis():
+def test_vocab_parallel_is_not_registered():
     assert "vocab_parallel_cross_entropy" not in jaxloss.REGISTRY
     assert "linear_cross_entropy" in jaxloss.REGISTRY
     assert jaxloss.VocabParallelCrossEntropy(axis_name="v").axis_name == "v"
-    z = jnp.zeros((3, 5))
-    with pytest.raises(TypeError, match="vocab_parallel_cross_entropy: axis_name is required"):
-        jaxloss.vocab_parallel_cross_entropy(z, jnp.zeros(3, jnp.int32))
-    with pytest.raises(ValueError, match=r"labels \(4,\) must have the shape"):
-        jaxloss.vocab_parallel_cross_entropy(z, jnp.zeros(4, jnp.int32), axis_name="v")
-    with pytest.raises(ValueError, match="labels must be >= 0"):
-        jaxloss.vocab_parallel_cross_entropy(z, jnp.array([0, -1, 2]), axis_name="v")
+
+
+@pytest.mark.parametrize(
+    "labels, kwargs, exc, match",
+    [
+        pytest.param(np.zeros(3, np.int32), {}, TypeError,
+                     r"vocab_parallel_cross_entropy: axis_name is required", id="no-axis_name"),
+        pytest.param(np.zeros(4, np.int32), {"axis_name": "v"}, ValueError,
+                     r"vocab_parallel_cross_entropy: labels.* must have the shape of local_logits .*\(3, 5\)",
+                     id="labels-shape"),
+        pytest.param(np.array([0, -1, 2]), {"axis_name": "v"}, ValueError,
+                     r"vocab_parallel_cross_entropy: labels must be >= 0, got \[-1\]", id="negative-label"),
+    ],
+)
+def test_vocab_parallel_bad_inputs(labels, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        jaxloss.vocab_parallel_cross_entropy(jnp.zeros((3, 5)), jnp.asarray(labels), **kwargs)
 
 
 # ---------------------------------------------------------------------------
@@ -517,7 +551,6 @@ def test_program_size_independent_of_chunk_count():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not hasattr(jaxloss, "sparse_cross_entropy"), reason="sparse_cross_entropy not built yet")
 @pytest.mark.parametrize("name", ["plain", "all"])
 def test_equals_sparse_cross_entropy_on_materialised_logits(name):
     use_bias, opts = split(OPTION_SETS[name])

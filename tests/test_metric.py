@@ -13,14 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import REDUCTIONS, assert_close, reduce_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from _reference import assert_close, reduce_ref
 
 RTOL, ATOL = 5e-5, 5e-6
-REDUCTIONS = ("mean", "sum", "none")
 MINING = ("batch_all", "batch_hard", "semi_hard")
 close = functools.partial(assert_close, rtol=RTOL, atol=ATOL)
 
@@ -363,7 +362,8 @@ def test_batch_triplet_never_builds_b3(mining):
     # and the compiled program's scratch memory stays O(B^2)
     B = 512
     x, labels = _batch(0, B=B, D=16, classes=32)
-    compiled = jax.jit(jax.value_and_grad(lambda e: jaxloss.batch_triplet_loss(e, labels, mining=mining))).lower(x).compile()
+    value_and_grad = jax.value_and_grad(lambda e: jaxloss.batch_triplet_loss(e, labels, mining=mining))
+    compiled = jax.jit(value_and_grad).lower(x).compile()
     temp = compiled.memory_analysis().temp_size_in_bytes
     assert temp < 64 * B * B * 4, f"{mining}: {temp} bytes of temporaries at B={B}"
 
@@ -485,19 +485,22 @@ def test_pair_losses_identical_and_zero_embeddings():
     close(jaxloss.contrastive_loss(a, a, np.zeros(4), margin=2.0), 2.0)
 
 
+# The batch losses with their default margin / temperature, and their references.
 BATCH_LOSSES = {
-    **{f"batch_triplet_{m}": (lambda x, y, m=m, **kw: jaxloss.batch_triplet_loss(x, y, mining=m, **kw)) for m in MINING},
-    **{f"batch_triplet_{m}_squared": (lambda x, y, m=m, **kw: jaxloss.batch_triplet_loss(x, y, mining=m, squared=True, **kw))
-       for m in MINING},
+    "batch_triplet_batch_all": functools.partial(jaxloss.batch_triplet_loss, mining="batch_all"),
+    "batch_triplet_batch_hard": functools.partial(jaxloss.batch_triplet_loss, mining="batch_hard"),
+    "batch_triplet_semi_hard": functools.partial(jaxloss.batch_triplet_loss, mining="semi_hard"),
+    "batch_triplet_semi_hard_squared": functools.partial(jaxloss.batch_triplet_loss, mining="semi_hard", squared=True),
     "ntxent": jaxloss.ntxent_loss,
     "supcon": jaxloss.supcon_loss,
 }
 
-
 BATCH_REFS = {
-    **{f"batch_triplet_{m}": (lambda x, y, m=m: np_batch_triplet(x, y, 1.0, m)) for m in MINING},
-    "ntxent": lambda x, y: np_ntxent(x, y, 0.07),
-    "supcon": lambda x, y: np_supcon(x, y, 0.1),
+    "batch_triplet_batch_all": functools.partial(np_batch_triplet, margin=1.0, mining="batch_all"),
+    "batch_triplet_batch_hard": functools.partial(np_batch_triplet, margin=1.0, mining="batch_hard"),
+    "batch_triplet_semi_hard": functools.partial(np_batch_triplet, margin=1.0, mining="semi_hard"),
+    "ntxent": functools.partial(np_ntxent, temperature=0.07),
+    "supcon": functools.partial(np_supcon, temperature=0.1),
 }
 
 
@@ -517,7 +520,7 @@ def _edge(name, emb, lab, w=None, m=None):
     return _vg(name)(emb, lab, w, m)
 
 
-EDGE_NAMES = sorted(BATCH_REFS) + ["batch_triplet_semi_hard_squared"]
+EDGE_NAMES = sorted(BATCH_LOSSES)
 
 
 @pytest.mark.parametrize("name", EDGE_NAMES)
@@ -590,29 +593,49 @@ def test_where_masks_anchors_only(name):
 # ---------------------------------------------------------------------------
 
 
-def test_errors():
+ERRORS = [
+    pytest.param(lambda x, labels: jaxloss.batch_triplet_loss(x, labels, mining="hardest"), ValueError,
+                 r"batch_triplet_loss: mining must be one of 'batch_all', 'batch_hard', 'semi_hard', got 'hardest'",
+                 id="batch_triplet-unknown-mining"),
+    pytest.param(lambda x, labels: jaxloss.batch_triplet_loss(x, labels[:5]), ValueError,
+                 r"batch_triplet_loss: labels must have (the )?shape .*\(6,\).*, got (labels )?\(5,\)",
+                 id="batch_triplet-labels-shape"),
+    pytest.param(lambda x, labels: jaxloss.ntxent_loss(x[0], labels[:1]), ValueError,
+                 r"ntxent_loss: embeddings must have shape \[B, D\], got \(3,\)",
+                 id="ntxent-embeddings-not-2d"),
+    pytest.param(lambda x, labels: jaxloss.supcon_loss(x, labels.astype(np.float32)), TypeError,
+                 r"supcon_loss: labels must hold integer class labels, got dtype float32",
+                 id="supcon-float-labels"),
+    pytest.param(lambda x, labels: jaxloss.ntxent_loss(x, labels, temperature=0.0), ValueError,
+                 r"ntxent_loss: temperature must lie in \(0, inf\), got 0\.0",
+                 id="ntxent-temperature-zero"),
+    pytest.param(lambda x, labels: jaxloss.triplet_loss(x, x, x, p=0), ValueError,
+                 r"triplet_loss: p must be a positive Python number \(or math\.inf\), got 0",
+                 id="triplet-p-zero"),
+    pytest.param(lambda x, labels: jaxloss.triplet_loss(x, x, x, swap=1), TypeError,
+                 r"triplet_loss: swap must be True or False, got 1",
+                 id="triplet-swap-not-bool"),
+    pytest.param(lambda x, labels: jaxloss.triplet_loss(x, x[:, :2], x), ValueError,
+                 r"triplet_loss: anchor and positive and negative must have the same shape, "
+                 r"got anchor \(6, 3\), positive \(6, 2\), negative \(6, 3\)",
+                 id="triplet-shape-mismatch"),
+    pytest.param(lambda x, labels: jaxloss.contrastive_loss(x, x, labels[:, None]), ValueError,
+                 r"contrastive_loss: similar must have (the )?shape .*\(6,\).*, got (similar )?\(6, 1\)",
+                 id="contrastive-similar-shape"),
+    pytest.param(lambda x, labels: jaxloss.cosine_embedding_loss(x, x, np.full(6, 2)), ValueError,
+                 r"cosine_embedding_loss: y must take values in \{0, 1, -1\}, got \[2\]",
+                 id="cosine_embedding-y-values"),
+    pytest.param(lambda x, labels: jaxloss.margin_ranking_loss(x, x, np.zeros_like(x)), ValueError,
+                 r"margin_ranking_loss: y must take values in \{1, -1\}, got \[0\.0\]",
+                 id="margin_ranking-y-values"),
+    pytest.param(lambda x, labels: jaxloss.cosine_embedding_loss(x, x, np.ones(6), margin=1.5), ValueError,
+                 r"cosine_embedding_loss: margin must lie in \[-1, 1\], got 1\.5",
+                 id="cosine_embedding-margin-above-one"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), ERRORS)
+def test_errors(call, error, match):
     x, labels = _batch(12, B=6, D=3)
-    with pytest.raises(ValueError, match="batch_triplet_loss: mining must be one of"):
-        jaxloss.batch_triplet_loss(x, labels, mining="hardest")
-    with pytest.raises(ValueError, match=r"batch_triplet_loss: labels must have shape \(6,\)"):
-        jaxloss.batch_triplet_loss(x, labels[:5])
-    with pytest.raises(ValueError, match=r"ntxent_loss: embeddings must have shape \[B, D\]"):
-        jaxloss.ntxent_loss(x[0], labels[:1])
-    with pytest.raises(TypeError, match="supcon_loss: labels must hold integer"):
-        jaxloss.supcon_loss(x, labels.astype(np.float32))
-    with pytest.raises(ValueError, match="ntxent_loss: temperature"):
-        jaxloss.ntxent_loss(x, labels, temperature=0.0)
-    with pytest.raises(ValueError, match="triplet_loss: p must be a positive"):
-        jaxloss.triplet_loss(x, x, x, p=0)
-    with pytest.raises(TypeError, match="triplet_loss: swap must be True or False"):
-        jaxloss.triplet_loss(x, x, x, swap=1)
-    with pytest.raises(ValueError, match=r"triplet_loss: anchor and positive and negative must have the same shape"):
-        jaxloss.triplet_loss(x, x[:, :2], x)
-    with pytest.raises(ValueError, match=r"contrastive_loss: similar must have shape \(6,\)"):
-        jaxloss.contrastive_loss(x, x, labels[:, None])
-    with pytest.raises(ValueError, match="cosine_embedding_loss: y must take values in"):
-        jaxloss.cosine_embedding_loss(x, x, np.full(6, 2))
-    with pytest.raises(ValueError, match="margin_ranking_loss: y must take values in"):
-        jaxloss.margin_ranking_loss(x, x, np.zeros_like(x))
-    with pytest.raises(ValueError, match="cosine_embedding_loss: margin"):
-        jaxloss.cosine_embedding_loss(x, x, np.ones(6), margin=1.5)
+    with pytest.raises(error, match=match):
+        call(x, labels)

@@ -14,13 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from _reference import REDUCTIONS, assert_close, extras, reduce_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import jaxloss
-from _reference import assert_close, reduce_ref
 
-REDUCTIONS = ("mean", "sum", "none")
 C = 5
 N = 8
 
@@ -111,6 +110,8 @@ def make(seed=0, n=N, c=C, scale=2.0):
 CW = np.array([0.5, 2.0, 1.0, 0.0, 3.0], np.float32)  # includes a zero-weight class
 USER_W = np.linspace(0.5, 2.0, N).astype(np.float32)
 WHERE = np.array([True, False, True, True, False, True, True, True])
+EXTRAS = extras(USER_W, WHERE)
+IGNORED_ROWS = [2, 4]  # row 4 is also masked by WHERE, row 2 is not
 
 SPARSE_OPTIONS = {
     "plain": {},
@@ -122,22 +123,21 @@ SPARSE_OPTIONS = {
     "weights+smoothing": {"class_weights": CW, "label_smoothing": 0.2},
     "all": {"class_weights": CW, "label_smoothing": 0.1, "z_loss": 1e-3, "ignore_index": -100},
 }
-EXTRAS = {"plain": {}, "weights": {"weights": USER_W}, "where": {"where": WHERE}}
 
 
-def _cases(options, rich):
-    """Every option set without weights/where, and the richest one with each of them."""
-    return [(name, "plain") for name in options] + [(rich, "weights"), (rich, "where")]
+def option_cases(options, richest):
+    """(option set, extra) pairs: each option set alone, then the richest one
+    with per-example weights and with a mask."""
+    alone = [pytest.param(name, "plain", id=name) for name in options]
+    return alone + [pytest.param(richest, extra, id=f"{richest}-{extra}") for extra in ("weights", "where")]
 
 
-def _case_ids(options, rich):
-    return [f"{name}-{extra}" for name, extra in _cases(options, rich)]
-
-
-def _with_ignored(y, options):
+def mark_ignored(y, ignore_index):
+    """The labels with rows IGNORED_ROWS set to ignore_index (unchanged if it is None)."""
+    if ignore_index is None:
+        return y
     y = y.copy()
-    if options.get("ignore_index") == -100:
-        y[[1, 4]] = -100
+    y[IGNORED_ROWS] = ignore_index
     return y
 
 
@@ -145,11 +145,11 @@ def _with_ignored(y, options):
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("name", "extra"), _cases(SPARSE_OPTIONS, "all"), ids=_case_ids(SPARSE_OPTIONS, "all"))
+@pytest.mark.parametrize(("name", "extra"), option_cases(SPARSE_OPTIONS, richest="all"))
 def test_sparse_ce_matches_reference(name, reduction, extra):
     options = SPARSE_OPTIONS[name]
     x, y = make(1)
-    y = _with_ignored(y, options)
+    y = mark_ignored(y, options.get("ignore_index"))
     num, den, counted = np_sparse_ce(x, y, **options)
     expected = reduce_pair(num, den, counted, reduction, **EXTRAS[extra])
     got = jaxloss.sparse_cross_entropy(x, y, **options, reduction=reduction, **EXTRAS[extra])
@@ -162,7 +162,7 @@ def test_sparse_ce_gradient_closed_form(name):
     """d mean / dx_i = [(1-eps) w_y (p - e_y) + eps/C (sum(w) p - w) + 2 z w_y lse p] / sum w_y."""
     options = SPARSE_OPTIONS[name]
     x, y = make(2)
-    y = _with_ignored(y, options)
+    y = mark_ignored(y, options.get("ignore_index"))
     eps = options.get("label_smoothing", 0.0)
     z = options.get("z_loss", 0.0)
     w = np.ones(C) if "class_weights" not in options else CW.astype(np.float64)
@@ -233,7 +233,7 @@ DENSE_OPTIONS = {
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("name", "extra"), _cases(DENSE_OPTIONS, "weights+smoothing"), ids=_case_ids(DENSE_OPTIONS, "weights+smoothing"))
+@pytest.mark.parametrize(("name", "extra"), option_cases(DENSE_OPTIONS, richest="weights+smoothing"))
 def test_cross_entropy_matches_reference(name, reduction, extra):
     options = DENSE_OPTIONS[name]
     x, _ = make(6)
@@ -274,11 +274,11 @@ NLL_OPTIONS = {
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("name", "extra"), _cases(NLL_OPTIONS, "cw+ignore"), ids=_case_ids(NLL_OPTIONS, "cw+ignore"))
+@pytest.mark.parametrize(("name", "extra"), option_cases(NLL_OPTIONS, richest="cw+ignore"))
 def test_nll_matches_reference(name, reduction, extra):
     options = NLL_OPTIONS[name]
     x, y = make(10)
-    y = _with_ignored(y, options)
+    y = mark_ignored(y, options.get("ignore_index"))
     log_p = np_log_softmax(x).astype(np.float32)
     num, den, counted = np_sparse_ce(x, y, **options)
     expected = reduce_pair(num, den, counted, reduction, **EXTRAS[extra])
@@ -308,11 +308,11 @@ FOCAL_OPTIONS = {
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("name", "extra"), _cases(FOCAL_OPTIONS, "alpha+ignore"), ids=_case_ids(FOCAL_OPTIONS, "alpha+ignore"))
+@pytest.mark.parametrize(("name", "extra"), option_cases(FOCAL_OPTIONS, richest="alpha+ignore"))
 def test_focal_matches_reference(name, reduction, extra):
     options = FOCAL_OPTIONS[name]
     x, y = make(11)
-    y = _with_ignored(y, options)
+    y = mark_ignored(y, options.get("ignore_index"))
     full = {"alpha": None, "gamma": 2.0, **options}
     num, counted = np_focal(x, y, **full)
     expected = reduce_pair(num, np.ones(N), counted, reduction, **EXTRAS[extra])
@@ -324,7 +324,7 @@ def test_focal_matches_reference(name, reduction, extra):
 @pytest.mark.parametrize("ignore", [None, -100])
 def test_focal_gamma_zero_is_cross_entropy(reduction, ignore):
     x, y = make(12)
-    y = _with_ignored(y, {"ignore_index": ignore})
+    y = mark_ignored(y, ignore)
     f = lambda a: jaxloss.softmax_focal_loss(a, y, gamma=0.0, ignore_index=ignore, reduction=reduction)  # noqa: E731
     g = lambda a: jaxloss.sparse_cross_entropy(a, y, ignore_index=ignore, reduction=reduction)  # noqa: E731
     if reduction == "none":
@@ -355,7 +355,8 @@ def test_focal_confident_and_small_gamma_edges():
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-@pytest.mark.parametrize(("margin", "extra"), [(0.0, "plain"), (1.0, "plain"), (2.5, "plain"), (2.5, "weights"), (2.5, "where")])
+@pytest.mark.parametrize(("margin", "extra"),
+                         [(0.0, "plain"), (1.0, "plain"), (2.5, "plain"), (2.5, "weights"), (2.5, "where")])
 def test_hinge_matches_reference(margin, reduction, extra):
     x, y = make(13)
     num = np_hinge_cs(x, y, margin)
@@ -387,8 +388,11 @@ LABEL_LOSSES = {
 }
 
 
-@pytest.mark.parametrize("name", list(LABEL_LOSSES) + ["cross_entropy"])
-def test_masked_equals_sliced(name):
+@pytest.mark.parametrize("name", ["sparse_cross_entropy", "nll_loss", "softmax_focal_loss", "cross_entropy"])
+def test_mask_with_class_weights_equals_slicing(name):
+    """A mask combined with per-class weights (class_weights; alpha for the focal
+    loss): value and gradient equal slicing the masked rows out. (With default
+    options, masked == sliced is checked for every loss in test_registry.py.)"""
     x, y = make(15)
     x[1] = np.nan  # masked rows may hold anything
     if name == "cross_entropy":
@@ -532,7 +536,7 @@ def test_bf16_computed_in_float32(name):
     options = dict(options)
     if "class_weights" in options:
         options["class_weights"] = np.linspace(0.0, 2.0, 33).astype(np.float32)
-    y = _with_ignored(y, options)
+    y = mark_ignored(y, options.get("ignore_index"))
     x_bf16 = jnp.asarray(x * 4, jnp.bfloat16)
     for reduction in (REDUCTIONS if name == "all" else ("mean",)):
         low = jaxloss.sparse_cross_entropy(x_bf16, y, **options, reduction=reduction)
@@ -545,17 +549,23 @@ def test_bf16_computed_in_float32(name):
     assert optax.losses.softmax_cross_entropy_with_integer_labels(x_bf16, np.abs(y) % 33).dtype == jnp.bfloat16
 
 
+@pytest.mark.parametrize("bad", [C, -1])
 @pytest.mark.parametrize("name", list(LABEL_LOSSES))
-def test_out_of_range_labels(name):
+def test_out_of_range_label_is_an_error(name, bad):
+    fn = getattr(jaxloss, name)
+    x, y = make(23)
+    y = y.copy()
+    y[2] = bad
+    with pytest.raises(ValueError, match=rf"{name}: labels must lie in \[0, 5\), got \[{bad}\]"):
+        fn(x, y)
+
+
+@pytest.mark.parametrize("name", list(LABEL_LOSSES))
+def test_out_of_range_label_is_nan_under_jit(name):
     fn = getattr(jaxloss, name)
     x, y = make(23)
     bad = y.copy()
-    bad[2] = C
-    with pytest.raises(ValueError, match=name):
-        fn(x, bad)
     bad[2] = -1
-    with pytest.raises(ValueError, match=name):
-        fn(x, bad)
     per = jax.jit(lambda a, b: fn(a, b, reduction="none"))(x, bad)
     per = np.asarray(per)
     assert np.isnan(per[2]) and np.all(np.isfinite(np.delete(per, 2)))
@@ -579,39 +589,62 @@ def test_ignore_index_is_not_out_of_range():
     assert_close(jaxloss.sparse_cross_entropy(x, y8, ignore_index=-100), jaxloss.sparse_cross_entropy(x, y8), rtol=1e-6)
 
 
-def test_errors():
+SCE = jaxloss.sparse_cross_entropy
+
+ERRORS = [
+    pytest.param(lambda x, y: SCE(x, y[:, None]), ValueError,
+                 r"sparse_cross_entropy: labels must have the shape of logits without .*axis -1: "
+                 r"logits \(8, 5\) needs labels \(8,\), got labels \(8, 1\)",
+                 id="sparse-labels-shape"),
+    pytest.param(lambda x, y: SCE(x, y.astype(np.float32)), TypeError,
+                 r"sparse_cross_entropy: labels must hold integer class labels, got dtype float32",
+                 id="sparse-float-labels"),
+    pytest.param(lambda x, y: SCE(x.astype(np.int32), y), TypeError,
+                 r"sparse_cross_entropy: logits must be a floating-point array, got dtype int32",
+                 id="sparse-integer-logits"),
+    pytest.param(lambda x, y: SCE(x, y, class_weights=np.ones(4)), ValueError,
+                 r"sparse_cross_entropy: class_weights must be one value per class, shape \(5,\), got shape \(4,\)",
+                 id="sparse-class_weights-length"),
+    pytest.param(lambda x, y: jaxloss.cross_entropy(x, x, class_weights=np.ones(4)), ValueError,
+                 r"cross_entropy: class_weights must be one value per class, shape \(5,\), got shape \(4,\)",
+                 id="dense-class_weights-length"),
+    pytest.param(lambda x, y: SCE(x, y, label_smoothing=1.0), ValueError,
+                 r"sparse_cross_entropy: label_smoothing must lie in \[0, 1\), got 1\.0",
+                 id="sparse-label_smoothing-one"),
+    pytest.param(lambda x, y: SCE(x, y, z_loss=-1.0), ValueError,
+                 r"sparse_cross_entropy: z_loss must lie in \[0, inf\), got -1\.0",
+                 id="sparse-z_loss-negative"),
+    pytest.param(lambda x, y: SCE(x, y, class_weights=-np.ones(C)), ValueError,
+                 r"sparse_cross_entropy: class_weights must lie in \[0, inf\)",
+                 id="sparse-class_weights-negative"),
+    pytest.param(lambda x, y: SCE(x, y, ignore_index=-100.0), TypeError,
+                 r"sparse_cross_entropy: ignore_index must be an int or None",
+                 id="sparse-ignore_index-float"),
+    pytest.param(lambda x, y: jaxloss.softmax_focal_loss(x, y, gamma=-1.0), ValueError,
+                 r"softmax_focal_loss: gamma must lie in \[0, inf\), got -1\.0",
+                 id="focal-gamma-negative"),
+    pytest.param(lambda x, y: jaxloss.softmax_focal_loss(x, y, alpha=np.ones(3)), ValueError,
+                 r"softmax_focal_loss: alpha must be a scalar or one value per class, shape \(5,\), got shape \(3,\)",
+                 id="focal-alpha-length"),
+    pytest.param(lambda x, y: SCE(x, y, axis=2), ValueError,
+                 r"sparse_cross_entropy: axis 2 is out of range for an input of rank 2",
+                 id="sparse-axis-out-of-range"),
+    pytest.param(lambda x, y: jaxloss.cross_entropy(x, x[:, :4]), ValueError,
+                 r"cross_entropy: logits and targets must have the same shape, got logits \(8, 5\), targets \(8, 4\)",
+                 id="dense-targets-shape"),
+]
+
+
+@pytest.mark.parametrize(("call", "error", "match"), ERRORS)
+def test_errors(call, error, match):
     x, y = make(25)
-    with pytest.raises(ValueError, match=r"sparse_cross_entropy.*\(8, 5\).*\(8, 1\)"):
-        jaxloss.sparse_cross_entropy(x, y[:, None])
-    with pytest.raises(TypeError, match="sparse_cross_entropy"):
-        jaxloss.sparse_cross_entropy(x, y.astype(np.float32))
-    with pytest.raises(TypeError, match="sparse_cross_entropy"):
-        jaxloss.sparse_cross_entropy(x.astype(np.int32), y)
-    with pytest.raises(ValueError, match="class_weights"):
-        jaxloss.sparse_cross_entropy(x, y, class_weights=np.ones(4))
-    with pytest.raises(ValueError, match="class_weights"):
-        jaxloss.cross_entropy(x, x, class_weights=np.ones(4))
-    with pytest.raises(ValueError, match="label_smoothing"):
-        jaxloss.sparse_cross_entropy(x, y, label_smoothing=1.0)
-    with pytest.raises(ValueError, match="z_loss"):
-        jaxloss.sparse_cross_entropy(x, y, z_loss=-1.0)
-    with pytest.raises(ValueError, match="class_weights"):
-        jaxloss.sparse_cross_entropy(x, y, class_weights=-np.ones(C))
-    with pytest.raises(TypeError, match="ignore_index"):
-        jaxloss.sparse_cross_entropy(x, y, ignore_index=-100.0)
-    with pytest.raises(ValueError, match="gamma"):
-        jaxloss.softmax_focal_loss(x, y, gamma=-1.0)
-    with pytest.raises(ValueError, match="alpha"):
-        jaxloss.softmax_focal_loss(x, y, alpha=np.ones(3))
-    with pytest.raises(ValueError, match="axis"):
-        jaxloss.sparse_cross_entropy(x, y, axis=2)
-    with pytest.raises(ValueError, match=r"cross_entropy.*\(8, 5\).*\(8, 4\)"):
-        jaxloss.cross_entropy(x, x[:, :4])
+    with pytest.raises(error, match=match):
+        call(x, y)
 
 
 def test_loss_objects_are_traced_pytrees():
     x, y = make(26)
-    y = _with_ignored(y, {"ignore_index": -100})
+    y = mark_ignored(y, -100)
     crit = jaxloss.SparseCrossEntropy(ignore_index=-100, label_smoothing=0.1, class_weights=CW)
     assert "ignore_index=-100" in repr(crit)
     traces = []
@@ -628,7 +661,8 @@ def test_loss_objects_are_traced_pytrees():
     assert len(traces) == 1
     combo = jaxloss.SparseCrossEntropy() + 0.5 * jaxloss.SoftmaxFocalLoss(gamma=1.0)
     assert_close(combo(x, np.abs(y) % C),
-                 jaxloss.sparse_cross_entropy(x, np.abs(y) % C) + 0.5 * jaxloss.softmax_focal_loss(x, np.abs(y) % C, gamma=1.0))
+                 jaxloss.sparse_cross_entropy(x, np.abs(y) % C)
+                 + 0.5 * jaxloss.softmax_focal_loss(x, np.abs(y) % C, gamma=1.0))
 
 
 # ---- properties ------------------------------------------------------------------------
@@ -672,7 +706,7 @@ def test_focal_is_at_most_cross_entropy(seed, gamma):
 
 def test_all_option_combinations_compile_and_agree_under_jit():
     x, y = make(27)
-    y = _with_ignored(y, {"ignore_index": -100})
+    y = mark_ignored(y, -100)
     for cw, eps, z in itertools.product([None, CW], [0.0, 0.1], [0.0, 1e-3]):
         eager = jaxloss.sparse_cross_entropy(x, y, class_weights=cw, label_smoothing=eps, z_loss=z, ignore_index=-100)
         jitted = jax.jit(lambda a, b: jaxloss.sparse_cross_entropy(
@@ -689,3 +723,34 @@ def test_single_class_and_single_example():
         v, g = jax.value_and_grad(lambda a: fn(a, y))(x)
         assert float(v) == 0.0 and np.all(np.asarray(g) == 0.0)
     assert float(jaxloss.sparse_cross_entropy(x, y, label_smoothing=0.5)) == 0.0
+
+
+# ---- the gradient with respect to probability targets (PyTorch's, also at a target of 0) ----
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "class-weights"])
+def test_cross_entropy_target_gradient_is_minus_log_p_also_at_zero(label_smoothing, weighted):
+    rng = np.random.default_rng(21)
+    logits = rng.normal(size=(4, 5))
+    targets = np.zeros((4, 5))
+    targets[np.arange(4), [0, 2, 4, 1]] = 1.0  # one-hot: most targets are exactly 0
+    w = rng.uniform(0.5, 2.0, size=5) if weighted else np.ones(5)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    # d/dt_c of sum_i -sum_c w_c ((1 - eps) t_ic + eps / C) log p_ic, float64 by hand
+    expected = -(1.0 - label_smoothing) * w * log_p
+    opts = {"label_smoothing": label_smoothing, "class_weights": jnp.asarray(w, jnp.float32) if weighted else None}
+    g = jax.grad(lambda t: jaxloss.cross_entropy(jnp.asarray(logits, jnp.float32), t, reduction="sum", **opts))(
+        jnp.asarray(targets, jnp.float32))
+    assert_close(g, expected, rtol=1e-5, atol=1e-6)
+    assert np.all(np.asarray(g)[targets == 0] != 0)
+
+
+def test_cross_entropy_target_gradient_is_finite_where_a_masked_class_has_target_0():
+    logits = jnp.array([[0.0, -jnp.inf, 1.0]])
+    targets = jnp.array([[1.0, 0.0, 0.0]])
+    value, g = jax.value_and_grad(lambda t: jaxloss.cross_entropy(logits, t), argnums=0)(targets)
+    assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(g)))
+    log_p = np.array([0.0, -np.inf, 1.0]) - np.log(1 + np.e)
+    assert_close(np.asarray(g)[0, [0, 2]], -log_p[[0, 2]])
+    assert float(g[0, 1]) == 0.0  # log p = -inf there: the term is defined as 0
