@@ -1,4 +1,4 @@
-"""An optax training step around any jaxloss loss."""
+"""An optax training step around any jaxloss loss, with exact micro-batching."""
 
 from __future__ import annotations
 
@@ -6,9 +6,68 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
+from ._numerics import safe_div
+from ._objects import FunctionLoss, WeightedSum
+
 __all__ = ["make_train_step"]
+
+
+def _terms(loss: Any, owner: str) -> list[tuple[Any, FunctionLoss, bool]]:
+    """``(coefficient, loss object with reduction "sum_and_weight", divide)`` per
+    term: ``divide`` is False for a term whose reduction is ``"sum"``."""
+    pairs = loss.terms if isinstance(loss, WeightedSum) else ((1.0, loss),)
+    out = []
+    for c, term in pairs:
+        if not isinstance(term, FunctionLoss) or term.reduction not in ("mean", "sum"):
+            raise TypeError(
+                f"{owner}: micro_batches > 1 needs a jaxloss loss object (or a composition of them) with "
+                f"reduction 'mean' or 'sum', so the step can combine micro-batches exactly; got {term!r}"
+            )
+        out.append((c, term.replace(reduction="sum_and_weight"), term.reduction == "mean"))
+    return out
+
+
+def _split(tree: Any, k: int, owner: str) -> Any:
+    """Every leaf ``[B, ...]`` as ``[k, B / k, ...]``."""
+    def one(x):
+        if x.shape[0] % k:
+            raise ValueError(f"{owner}: the batch of {x.shape[0]} does not split into micro_batches={k} equal slices")
+        return x.reshape((k, x.shape[0] // k) + x.shape[1:])
+    return jax.tree_util.tree_map(one, tree)
+
+
+def _accumulated_step(apply_fn, loss, k: int):
+    """``(value, grads)`` of the full-batch loss from ``k`` micro-batches: per term,
+    the ``"sum_and_weight"`` parts and their gradients are summed over the slices
+    and divided once, so ``mean == sum(s) / sum(w)`` exactly."""
+    terms = _terms(loss, "make_train_step")
+    basis = jnp.eye(len(terms))
+
+    def value_and_grad(params, inputs, targets):
+        def parts(p, x, y):
+            pred = apply_fn(p, x)
+            pairs = [term(pred, y) for _, term, _ in terms]
+            return jnp.stack([s for s, _ in pairs]), jnp.stack([w for _, w in pairs])
+
+        def one(carry, batch):
+            s, vjp, w = jax.vjp(lambda p: parts(p, *batch), params, has_aux=True)
+            grads = [vjp(basis[i].astype(s.dtype))[0] for i in range(len(terms))]
+            s_acc, w_acc, g_acc = carry
+            return (s_acc + s, w_acc + w, jax.tree_util.tree_map(jnp.add, g_acc, grads)), None
+
+        zeros = jnp.zeros(len(terms))
+        g0 = [jax.tree_util.tree_map(jnp.zeros_like, params) for _ in terms]
+        batches = (_split(inputs, k, "make_train_step"), _split(targets, k, "make_train_step"))
+        (s, w, g), _ = jax.lax.scan(one, (zeros, zeros, g0), batches)
+        scale = [c * (safe_div(1.0, w[i]) if divide else 1.0) for i, (c, _, divide) in enumerate(terms)]
+        value = sum(scale[i] * s[i] for i in range(len(terms)))
+        grads = jax.tree_util.tree_map(lambda *gs: sum(a * b for a, b in zip(scale, gs)), *g)
+        return value, grads
+
+    return value_and_grad
 
 
 def make_train_step(
@@ -16,6 +75,7 @@ def make_train_step(
     loss: Callable[..., jax.Array],
     optimizer: optax.GradientTransformation,
     *,
+    micro_batches: int = 1,
     jit: bool = True,
 ) -> Callable[[Any, Any, Any, Any], tuple[Any, Any, jax.Array]]:
     r"""Build ``step(params, opt_state, inputs, targets) -> (params, opt_state, loss_value)``.
@@ -25,14 +85,29 @@ def make_train_step(
     :math:`\nabla_\theta L`, and the optax update
     :math:`\theta \leftarrow \theta + \mathrm{optimizer.update}(\nabla_\theta L)`.
 
+    With ``micro_batches=k`` the batch (the leading axis of every leaf of
+    ``inputs`` and ``targets``) is split into ``k`` equal slices, run one after
+    the other (``lax.scan``: one slice's activations in memory at a time), and
+    the update equals the full-batch update exactly, also when the slices carry
+    very different masks (padding, ignored labels): each term's
+    ``reduction="sum_and_weight"`` parts :math:`(s_j, w_j)` and the gradients
+    of :math:`s_j` are summed over the slices and divided once,
+    :math:`L = \sum_j s_j / \sum_j w_j`. (The mean of the slices' means is not
+    the full-batch mean when their weights differ.) A composition
+    ``c_1 L_1 + c_2 L_2`` is combined term by term, with one backward pass per
+    term and slice.
+
     Args:
       apply_fn: ``apply_fn(params, inputs) -> predictions`` (e.g. a Flax
         ``model.apply`` or a plain function of a parameter pytree).
       loss: a jaxloss loss object (``HuberLoss(delta=2.0)``, a composition such as
-        ``DiceLoss() + BinaryCrossEntropyWithLogits()``) or any function
-        ``loss(pred, targets) -> scalar``. It must reduce to a scalar
-        (``reduction="none"`` raises ``ValueError`` when the step is traced).
+        ``DiceLoss() + BinaryCrossEntropyWithLogits()``) or, with
+        ``micro_batches=1``, any function ``loss(pred, targets) -> scalar``. It
+        must reduce to a scalar (``reduction="none"`` raises ``ValueError`` when
+        the step is traced); with ``micro_batches > 1`` every term must be a
+        jaxloss loss object with reduction ``"mean"`` or ``"sum"``.
       optimizer: any ``optax.GradientTransformation``.
+      micro_batches: ``k >= 1``, the number of equal slices of the batch.
       jit: wrap the step in ``jax.jit`` (default True).
 
     Returns:
@@ -46,19 +121,27 @@ def make_train_step(
       >>> w, s, value = step(w, s, jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))
       >>> float(value)
       10.0
+      >>> step2 = jaxloss.make_train_step(lambda w, x: x * w, jaxloss.MSELoss(), opt, micro_batches=2)
+      >>> float(step2(jnp.array(0.0), opt.init(w), jnp.array([1.0, 2.0]), jnp.array([2.0, 4.0]))[2])
+      10.0
     """
+    if isinstance(micro_batches, bool) or not isinstance(micro_batches, int) or micro_batches < 1:
+        raise ValueError(f"make_train_step: micro_batches must be a positive int, got {micro_batches!r}")
 
     def objective(params: Any, inputs: Any, targets: Any) -> jax.Array:
         value = loss(apply_fn(params, inputs), targets)
-        if jax.numpy.ndim(value) != 0:
+        if jnp.ndim(value) != 0:
             raise ValueError(
-                f"make_train_step: the loss must return a scalar, got shape {jax.numpy.shape(value)}; "
+                f"make_train_step: the loss must return a scalar, got shape {jnp.shape(value)}; "
                 "use reduction='mean' or 'sum'"
             )
         return value
 
+    value_and_grad = (jax.value_and_grad(objective) if micro_batches == 1
+                      else _accumulated_step(apply_fn, loss, micro_batches))
+
     def step(params: Any, opt_state: Any, inputs: Any, targets: Any):
-        value, grads = jax.value_and_grad(objective)(params, inputs, targets)
+        value, grads = value_and_grad(params, inputs, targets)
         updates, opt_state = optimizer.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return params, opt_state, value

@@ -1,0 +1,113 @@
+"""make_train_step: micro-batched steps equal the full-batch step, exactly."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from _reference import assert_close
+
+import jaxloss
+
+C, D, B = 5, 3, 12
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+    y = rng.integers(0, C, size=B)
+    y[: B // 3] = -100  # the first slice is all padding, the others none
+    y[B // 3] = 2
+    return x, jnp.asarray(y)
+
+
+def _params(seed=1):
+    rng = np.random.default_rng(seed)
+    return {"w": jnp.asarray(rng.normal(size=(D, C)), jnp.float32), "b": jnp.zeros(C)}
+
+
+def apply(p, x):
+    return x @ p["w"] + p["b"]
+
+
+def _one_step(loss, k, params=None):
+    opt = optax.sgd(0.5)
+    params = _params() if params is None else params
+    step = jaxloss.make_train_step(apply, loss, opt, micro_batches=k)
+    x, y = _data()
+    new, _, value = step(params, opt.init(params), x, y)
+    return new, value
+
+
+@pytest.mark.parametrize("k", [2, 3, 4])
+def test_micro_batched_step_equals_full_batch_step_with_uneven_padding(k):
+    loss = jaxloss.SparseCrossEntropy(ignore_index=-100, label_smoothing=0.1)
+    full, v_full = _one_step(loss, 1)
+    micro, v_micro = _one_step(loss, k)
+    assert_close(v_micro, v_full)
+    for name in full:
+        assert_close(micro[name], full[name], rtol=1e-5, atol=1e-6)
+
+
+def test_the_mean_of_micro_batch_means_is_not_the_full_batch_mean():
+    x, y = _data()
+    loss = jaxloss.SparseCrossEntropy(ignore_index=-100)
+    logits = apply(_params(), x)
+    full = loss(logits, y)
+    slices = [jaxloss.sparse_cross_entropy(logits[i:i + 4], y[i:i + 4], ignore_index=-100) for i in (0, 4, 8)]
+    naive = sum(slices) / 3  # the first slice has no counted token: its mean is 0
+    assert abs(float(naive) - float(full)) > 0.05
+    full_params, _ = _one_step(loss, 1)
+    micro_params, _ = _one_step(loss, 3)
+    assert_close(micro_params["w"], full_params["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_composed_losses_combine_term_by_term():
+    loss = jaxloss.SparseCrossEntropy(ignore_index=-100) + 0.3 * jaxloss.SoftmaxFocalLoss(
+        ignore_index=-100, gamma=2.0, reduction="sum")
+    full, v_full = _one_step(loss, 1)
+    micro, v_micro = _one_step(loss, 4)
+    assert_close(v_micro, v_full)
+    assert_close(micro["w"], full["w"], rtol=1e-5, atol=1e-6)
+
+
+def test_weights_and_class_weights_stay_exact():
+    loss = jaxloss.SparseCrossEntropy(ignore_index=-100, class_weights=jnp.arange(1.0, C + 1.0))
+    full, v_full = _one_step(loss, 1)
+    micro, v_micro = _one_step(loss, 2)
+    assert_close(v_micro, v_full)
+    assert_close(micro["b"], full["b"], rtol=1e-5, atol=1e-6)
+
+
+def test_micro_batches_need_loss_objects():
+    with pytest.raises(TypeError, match="make_train_step: micro_batches > 1 needs a jaxloss loss object"):
+        _one_step(lambda pred, y: jnp.mean(pred), 2)
+
+
+def test_micro_batches_must_divide_the_batch():
+    with pytest.raises(ValueError, match="make_train_step: the batch of 12 does not split into micro_batches=5"):
+        _one_step(jaxloss.SparseCrossEntropy(ignore_index=-100), 5)
+
+
+@pytest.mark.parametrize("k", [0, 1.5, True])
+def test_micro_batches_is_a_positive_int(k):
+    with pytest.raises(ValueError, match="make_train_step: micro_batches must be a positive int"):
+        jaxloss.make_train_step(apply, jaxloss.MSELoss(), optax.sgd(0.1), micro_batches=k)
+
+
+def test_micro_batched_step_traces_once():
+    traces = []
+
+    def counted(p, x):
+        traces.append(1)
+        return apply(p, x)
+
+    opt = optax.sgd(0.1)
+    step = jaxloss.make_train_step(counted, jaxloss.SparseCrossEntropy(ignore_index=-100), opt, micro_batches=3)
+    params = _params()
+    state = opt.init(params)
+    x, y = _data()
+    for _ in range(3):
+        params, state, _ = step(params, state, x, y)
+    assert len(traces) == 1  # the scan body is traced once, the step compiled once
