@@ -31,6 +31,7 @@ __all__ = [
     "pos",
     "safe_div",
     "safe_sqrt",
+    "softcap",
     "softplus",
     "where_safe",
 ]
@@ -105,3 +106,10 @@ def masked_logsumexp(s: Array, mask: Array) -> Array:
     e = jnp.exp(jnp.where(mask, s - m[..., None], -jnp.inf))
     total = jnp.sum(e, axis=-1)
     return jnp.where(has, m + where_safe(jnp.log, total, has), 0.0)
+
+
+def softcap(x: Array, cap: Array) -> Array:
+    """``cap * tanh(x / cap)`` for finite ``x`` (Gemma 2's logit soft-cap); ``-inf``
+    and ``inf`` are kept, so a masked logit stays masked. Zero gradient there."""
+    finite = jnp.isfinite(x)
+    return jnp.where(finite, cap * jnp.tanh(jnp.where(finite, x, 0.0) / cap), x)

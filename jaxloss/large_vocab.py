@@ -47,6 +47,7 @@ from ._checks import (
     is_concrete,
 )
 from ._core import Example, Layout, Unreduced, builtin, compute_dtype, loss
+from ._numerics import softcap
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -545,14 +546,15 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
 @loss(
     family="large_vocab",
     static={"axis_name": ANY, "ignore_index": OPTIONAL_INT},
-    checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE},
+    checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "logit_softcap": POSITIVE},
     layout=Layout(labels=("labels",), per_example=("labels",), reduced_axis=-1),
     validate=_vp_validate,
     example=Example(grad_order=1),
     register=False,  # it needs a named mesh axis, so the shared checks cannot call it
 )
 def vocab_parallel_cross_entropy(
-    local_logits, labels, *, axis_name=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0
+    local_logits, labels, *, axis_name=None, ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+    logit_softcap=None,
 ):
     r"""Sparse cross-entropy of logits whose vocabulary is split across devices.
 
@@ -590,6 +592,9 @@ def vocab_parallel_cross_entropy(
       ignore_index: label whose tokens contribute 0 and are left out of the mean.
       label_smoothing: :math:`\epsilon \in [0, 1)`, uniform over all ``V`` classes.
       z_loss: :math:`\lambda_z \ge 0`.
+      logit_softcap: ``None`` or :math:`c > 0`: each device replaces its finite
+        logits :math:`x` by :math:`c \tanh(x / c)` first (elementwise, so this
+        equals capping the gathered logits), as :func:`sparse_cross_entropy`.
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-token losses shaped
@@ -612,7 +617,7 @@ def vocab_parallel_cross_entropy(
     n_dev = lax.axis_size(axis_name)
     vocab = v_local * n_dev
     offset = lax.axis_index(axis_name) * v_local
-    z = local_logits
+    z = local_logits if logit_softcap is None else softcap(local_logits, logit_softcap)
     y = labels.astype(jnp.int32)
     local = y - offset
     mine = (local >= 0) & (local < v_local)

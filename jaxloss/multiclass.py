@@ -26,9 +26,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import AXIS, NONNEGATIVE, OPTIONAL_INT, PROBABILITIES, UNIT_HALF_OPEN, check_class_vector, normalize_axis
+from ._checks import (
+    AXIS,
+    NONNEGATIVE,
+    OPTIONAL_INT,
+    POSITIVE,
+    PROBABILITIES,
+    UNIT_HALF_OPEN,
+    check_class_vector,
+    normalize_axis,
+)
 from ._core import Example, Layout, Unreduced, builtin
-from ._numerics import logsumexp
+from ._numerics import logsumexp, softcap
 
 __all__ = [
     "cross_entropy", "CrossEntropy",
@@ -213,11 +222,12 @@ def cross_entropy(logits, targets, *, axis=-1, label_smoothing=0.0, class_weight
 
 
 @multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors,
-            checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "class_weights": NONNEGATIVE},
+            checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "class_weights": NONNEGATIVE,
+                    "logit_softcap": POSITIVE},
             example=Example(_sparse_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
                             optax="softmax_cross_entropy_with_integer_labels"))
 def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_index=None,
-                         label_smoothing=0.0, z_loss=0.0):
+                         label_smoothing=0.0, z_loss=0.0, logit_softcap=None):
     r"""Softmax cross-entropy with integer class labels.
 
     With :math:`L_i = \operatorname{logsumexp}_c(x_{ic})`, label :math:`y_i`,
@@ -264,6 +274,10 @@ def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_
         examples with this label contribute 0 and are left out of the mean.
       label_smoothing: :math:`\epsilon \in [0, 1)`.
       z_loss: :math:`\lambda_z \ge 0` (PaLM uses ``1e-4``).
+      logit_softcap: ``None`` or :math:`c > 0` (Gemma 2 uses 30.0): every finite
+        logit :math:`x` is replaced by :math:`c \tanh(x / c)` first, as
+        :func:`linear_cross_entropy` does; a ``-inf`` logit stays ``-inf`` (a
+        masked class stays masked).
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-example losses
@@ -278,10 +292,12 @@ def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_
 
     References: PyTorch ``torch.nn.functional.cross_entropy`` (class indices);
     optax ``softmax_cross_entropy_with_integer_labels``; Chowdhery et al., 2022,
-    "PaLM" (z-loss).
+    "PaLM" (z-loss); Gemma Team, 2024, "Gemma 2" (logit soft-capping).
     """
     ax = axis % logits.ndim
     num_classes = logits.shape[ax]
+    if logit_softcap is not None:
+        logits = softcap(logits, logit_softcap)
     lab = _Labels(labels, num_classes, ignore_index)
     lse = lab.clean(logsumexp(logits, ax))
     picked = lab.pick(logits, ax)

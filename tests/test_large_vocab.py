@@ -575,3 +575,18 @@ def test_equals_sparse_cross_entropy_on_materialised_logits(name):
     np.testing.assert_allclose(f[0], a[0], rtol=1e-5)
     for x, r in zip(f[1], a[1]):
         np.testing.assert_allclose(x, r, rtol=1e-4, atol=1e-6)
+
+
+def test_vocab_parallel_logit_softcap_equals_sparse_cross_entropy():
+    from jax.sharding import PartitionSpec as P
+
+    rng = np.random.default_rng(33)
+    z = jnp.asarray(rng.normal(size=(5, 7)) * 10, jnp.float32)
+    y = jnp.asarray(rng.integers(0, 7, size=5))
+    f = jax.jit(jax.shard_map(
+        lambda z, y: jaxloss.vocab_parallel_cross_entropy(z, y, axis_name="vocab", logit_softcap=4.0),
+        mesh=_one_device_mesh(), in_specs=(P(None, "vocab"), P()), out_specs=P()))
+    capped = 4.0 * np.tanh(np.asarray(z, np.float64) / 4.0)
+    lse = np.log(np.exp(capped).sum(-1))
+    np.testing.assert_allclose(f(z, y), np.mean(lse - capped[np.arange(5), np.asarray(y)]), rtol=1e-5)
+    np.testing.assert_allclose(f(z, y), jaxloss.sparse_cross_entropy(z, y, logit_softcap=4.0), rtol=1e-6)

@@ -754,3 +754,47 @@ def test_cross_entropy_target_gradient_is_finite_where_a_masked_class_has_target
     log_p = np.array([0.0, -np.inf, 1.0]) - np.log(1 + np.e)
     assert_close(np.asarray(g)[0, [0, 2]], -log_p[[0, 2]])
     assert float(g[0, 1]) == 0.0  # log p = -inf there: the term is defined as 0
+
+
+# ---- logit soft-capping (Gemma 2) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cap", [0.5, 3.0, 30.0])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1, "z_loss": 1e-3, "ignore_index": 2}],
+                         ids=["plain", "smoothing-zloss-ignore"])
+def test_sparse_cross_entropy_logit_softcap_against_float64(cap, options):
+    x, y = make(31, scale=8.0)
+    capped = cap * np.tanh(np.asarray(x, np.float64) / cap)
+    num, den, counted = np_sparse_ce(capped, y, **options)
+    out = jaxloss.sparse_cross_entropy(jnp.asarray(x, jnp.float32), jnp.asarray(y), logit_softcap=cap, **options)
+    assert_close(out, reduce_pair(num, den, counted, "mean"), rtol=2e-5)
+    # the gradient is the capped one: softmax-minus-label times 1 - tanh^2(x / c)
+    g = jax.grad(lambda z: jaxloss.sparse_cross_entropy(z, jnp.asarray(y), logit_softcap=cap, reduction="sum"))(
+        jnp.asarray(x, jnp.float64) if jax.config.jax_enable_x64 else jnp.asarray(x, jnp.float32))
+    p = np.exp(capped - np_lse(capped)[..., None])
+    onehot = np.eye(x.shape[-1])[np.asarray(y)]
+    expected = (p - onehot) * (1.0 - np.tanh(np.asarray(x, np.float64) / cap) ** 2)
+    if not options:
+        assert_close(g, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_logit_softcap_keeps_masked_classes_masked():
+    x = jnp.array([[2.0, -jnp.inf, 40.0]])
+    value, g = jax.value_and_grad(lambda z: jaxloss.sparse_cross_entropy(z, jnp.array([0]), logit_softcap=30.0))(x)
+    capped = 30.0 * np.tanh(np.array([2.0, 40.0]) / 30.0)
+    assert_close(value, np_lse(capped) - capped[0])
+    assert np.all(np.isfinite(np.asarray(g))) and float(g[0, 1]) == 0.0
+
+
+def test_logit_softcap_equals_the_fused_head():
+    rng = np.random.default_rng(32)
+    h = jnp.asarray(rng.normal(size=(6, 4)) * 3, jnp.float32)
+    w = jnp.asarray(rng.normal(size=(9, 4)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 9, size=6))
+    assert_close(jaxloss.sparse_cross_entropy(h @ w.T, y, logit_softcap=2.0),
+                 jaxloss.linear_cross_entropy(h, w, y, logit_softcap=2.0), rtol=1e-5)
+
+
+def test_logit_softcap_must_be_positive():
+    with pytest.raises(ValueError, match=r"sparse_cross_entropy: logit_softcap must lie in \(0, inf\), got 0.0"):
+        jaxloss.sparse_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]), logit_softcap=0.0)
