@@ -48,6 +48,7 @@ from ._checks import (
 )
 from ._core import Example, Layout, Unreduced, builtin, compute_dtype, loss
 from ._numerics import softcap
+from ._sharding import to_varying, varying, vma
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -109,18 +110,6 @@ def _chunk_start(k, chunk, vocab):
     return jnp.minimum(k * chunk, vocab - chunk)
 
 
-def _vma(*xs) -> frozenset:
-    """Mesh axes over which any of ``xs`` varies inside ``shard_map`` (empty outside)."""
-    out: frozenset = frozenset()
-    for x in xs:
-        if x is None:
-            continue
-        aval = jax.typeof(x)
-        names = getattr(aval, "vma", None)  # jax < 0.9
-        if names is None:
-            names = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
-        out |= frozenset(names or ())
-    return out
 
 
 def _explicit_sharding(x):
@@ -142,18 +131,13 @@ def _sharded_axes(x, dim):
     return tuple(spec[dim]) if isinstance(spec[dim], tuple) else (spec[dim],)
 
 
-def _varying(x, names):
-    """``x`` marked varying over the mesh axes ``names`` (loop carries must have
-    the type of the loop body's results inside ``shard_map``)."""
-    missing = tuple(sorted(frozenset(names) - _vma(x)))
-    return lax.pcast(x, missing, to="varying") if missing else x
 
 
 def _sum_to(d, x):
     """Sum a cotangent ``d`` over the mesh axes along which it varies but its
     primal ``x`` does not (e.g. a replicated weight's gradient over a
     batch-sharded axis)."""
-    extra = tuple(sorted(_vma(d) - _vma(x)))
+    extra = tuple(sorted(vma(d) - vma(x)))
     return lax.psum(d, extra) if extra else d
 
 
@@ -182,8 +166,8 @@ def _local_stats(cfg, hidden, weight, bias, labels, cap):
 
     # Carries built from the inputs keep their sharding (explicit meshes) and
     # are marked varying like the loop's results (shard_map).
-    names = _vma(hidden, weight, bias, labels, cap)
-    row = _varying(jnp.zeros_like(hidden[:, 0], dtype=acc), names)
+    names = vma(hidden, weight, bias, labels, cap)
+    row = varying(jnp.zeros_like(hidden[:, 0], dtype=acc), names)
     init = (row - jnp.inf, row, row, row)
     m, s, sz, zy = lax.fori_loop(0, num_chunks, body, init)
     return m + jnp.log(s), sz, zy
@@ -301,12 +285,12 @@ def _lce_bwd(cfg, res, g):
             db = lax.dynamic_update_slice_in_dim(db, old_b + jnp.sum(dz, axis=0).astype(db.dtype), start, axis=0)
         return dh, dw, db, dcap
 
-    names = _vma(hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy, g)
+    names = vma(hidden, weight, bias, labels, eps, zl, cap, lse, sz, zy, g)
     init = (
-        _varying(jnp.zeros_like(hidden, dtype=acc), names),
-        _varying(jnp.zeros_like(weight), names),
-        None if bias is None else _varying(jnp.zeros_like(bias), names),
-        _varying(jnp.zeros((), acc), names),
+        varying(jnp.zeros_like(hidden, dtype=acc), names),
+        varying(jnp.zeros_like(weight), names),
+        None if bias is None else varying(jnp.zeros_like(bias), names),
+        varying(jnp.zeros((), acc), names),
     )
     dh, dw, db, dcap = lax.fori_loop(0, num_chunks, body, init)
     # The hyper-parameters are traced, so they get their cotangents too.
@@ -326,10 +310,6 @@ def _lce_bwd(cfg, res, g):
 _lce.defvjp(_lce_fwd, _lce_bwd)
 
 
-def _to_varying(x, axis_name):
-    """Mark ``x`` as varying over ``axis_name`` inside ``shard_map`` (a no-op when
-    it already is), so that its cotangent is summed over the axis."""
-    return _varying(x, tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,))
 
 
 # ---------------------------------------------------------------------------
@@ -503,8 +483,8 @@ def linear_cross_entropy(
     if axis_name is not None:
         # Gradients of hidden and cap are partial sums over the vocabulary
         # shards: marking them varying makes JAX sum them over the axis.
-        h2 = _to_varying(h2, axis_name)
-        cap = None if cap is None else _to_varying(cap, axis_name)
+        h2 = to_varying(h2, axis_name)
+        cap = None if cap is None else to_varying(cap, axis_name)
     cfg = (chunk, precision, axis_name, ignore_index)
     out = _lce(
         cfg, h2, weight, bias, y, jnp.asarray(label_smoothing, dtype), jnp.asarray(z_loss, dtype), cap

@@ -11,6 +11,7 @@ import optax
 
 from ._numerics import safe_div
 from ._objects import FunctionLoss, WeightedSum
+from ._sharding import to_varying, vma
 
 __all__ = ["make_train_step"]
 
@@ -23,11 +24,15 @@ def _terms(loss: Any, owner: str) -> list[tuple[Any, FunctionLoss, bool]]:
     for c, term in pairs:
         if not isinstance(term, FunctionLoss) or term.reduction not in ("mean", "sum"):
             raise TypeError(
-                f"{owner}: micro_batches > 1 needs a jaxloss loss object (or a composition of them) with "
+                f"{owner}: micro_batches > 1 and axis_name need a jaxloss loss object (or a composition of them) with "
                 f"reduction 'mean' or 'sum', so the step can combine micro-batches exactly; got {term!r}"
             )
         out.append((c, term.replace(reduction="sum_and_weight"), term.reduction == "mean"))
     return out
+
+
+def _names(axis_name: Any) -> tuple:
+    return tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)
 
 
 def _split(tree: Any, k: int, owner: str) -> Any:
@@ -39,12 +44,12 @@ def _split(tree: Any, k: int, owner: str) -> Any:
     return jax.tree_util.tree_map(one, tree)
 
 
-def _accumulated_step(apply_fn, loss, k: int):
-    """``(value, grads)`` of the full-batch loss from ``k`` micro-batches: per term,
-    the ``"sum_and_weight"`` parts and their gradients are summed over the slices
-    and divided once, so ``mean == sum(s) / sum(w)`` exactly."""
+def _accumulated_step(apply_fn, loss, k: int, axis_name: Any = None):
+    """``(value, grads)`` of the full-batch loss from ``k`` micro-batches (and the
+    devices of ``axis_name``): per term, the ``"sum_and_weight"`` parts and their
+    gradients are summed over the slices (and devices) and divided once, so
+    ``mean == sum(s) / sum(w)`` exactly."""
     terms = _terms(loss, "make_train_step")
-    basis = jnp.eye(len(terms))
 
     def value_and_grad(params, inputs, targets):
         def parts(p, x, y):
@@ -52,16 +57,28 @@ def _accumulated_step(apply_fn, loss, k: int):
             pairs = [term(pred, y) for _, term, _ in terms]
             return jnp.stack([s for s, _ in pairs]), jnp.stack([w for _, w in pairs])
 
+        batches = (_split(inputs, k, "make_train_step"), _split(targets, k, "make_train_step"))
+        first = jax.tree_util.tree_map(lambda b: b[0], batches)
+        s_shape, _ = jax.eval_shape(lambda p: parts(p, *first), params)
+        # Inside shard_map with check_vma (the default), the gradient of a replicated
+        # parameter of a device-varying value comes back already summed over the axis.
+        summed = axis_name is not None and bool(vma(s_shape) & set(_names(axis_name)))
+
         def one(carry, batch):
             s, vjp, w = jax.vjp(lambda p: parts(p, *batch), params, has_aux=True)
-            grads = [vjp(basis[i].astype(s.dtype))[0] for i in range(len(terms))]
+            grads = [vjp(jnp.zeros_like(s).at[i].set(1.0))[0] for i in range(len(terms))]
             s_acc, w_acc, g_acc = carry
             return (s_acc + s, w_acc + w, jax.tree_util.tree_map(jnp.add, g_acc, grads)), None
 
-        zeros = jnp.zeros(len(terms))
+        zeros = jnp.zeros(s_shape.shape, s_shape.dtype)
+        if axis_name is not None and summed:
+            zeros = to_varying(zeros, axis_name)
         g0 = [jax.tree_util.tree_map(jnp.zeros_like, params) for _ in terms]
-        batches = (_split(inputs, k, "make_train_step"), _split(targets, k, "make_train_step"))
         (s, w, g), _ = jax.lax.scan(one, (zeros, zeros, g0), batches)
+        if axis_name is not None:
+            s, w = jax.lax.psum((s, w), axis_name)
+            if not summed:
+                g = jax.lax.psum(g, axis_name)
         scale = [c * (safe_div(1.0, w[i]) if divide else 1.0) for i, (c, _, divide) in enumerate(terms)]
         value = sum(scale[i] * s[i] for i in range(len(terms)))
         grads = jax.tree_util.tree_map(lambda *gs: sum(a * b for a, b in zip(scale, gs)), *g)
@@ -76,6 +93,7 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     micro_batches: int = 1,
+    axis_name: Any = None,
     jit: bool = True,
 ) -> Callable[[Any, Any, Any, Any], tuple[Any, Any, jax.Array]]:
     r"""Build ``step(params, opt_state, inputs, targets) -> (params, opt_state, loss_value)``.
@@ -97,6 +115,15 @@ def make_train_step(
     ``c_1 L_1 + c_2 L_2`` is combined term by term, with one backward pass per
     term and slice.
 
+    With ``axis_name`` the step runs inside ``jax.shard_map`` with the batch
+    split over that mesh axis (parameters and optimizer state replicated) and
+    the update equals the single-device full-batch update: the parts are also
+    summed over the devices (``psum``). Under ``shard_map``'s default
+    ``check_vma=True`` JAX already sums the gradients of the replicated
+    parameters over the axis, so they are not summed a second time; with
+    ``check_vma=False`` they are summed here. The returned loss is the global
+    value on every device (``out_specs=P()``).
+
     Args:
       apply_fn: ``apply_fn(params, inputs) -> predictions`` (e.g. a Flax
         ``model.apply`` or a plain function of a parameter pytree).
@@ -107,7 +134,10 @@ def make_train_step(
         the step is traced); with ``micro_batches > 1`` every term must be a
         jaxloss loss object with reduction ``"mean"`` or ``"sum"``.
       optimizer: any ``optax.GradientTransformation``.
-      micro_batches: ``k >= 1``, the number of equal slices of the batch.
+      micro_batches: ``k >= 1``, the number of equal slices of the batch (of
+        each device's batch, with ``axis_name``).
+      axis_name: ``None``, or the ``shard_map`` mesh axis (or tuple of axes)
+        the batch is split over.
       jit: wrap the step in ``jax.jit`` (default True).
 
     Returns:
@@ -137,8 +167,9 @@ def make_train_step(
             )
         return value
 
-    value_and_grad = (jax.value_and_grad(objective) if micro_batches == 1
-                      else _accumulated_step(apply_fn, loss, micro_batches))
+    exact = micro_batches > 1 or axis_name is not None
+    value_and_grad = (_accumulated_step(apply_fn, loss, micro_batches, axis_name) if exact
+                      else jax.value_and_grad(objective))
 
     def step(params: Any, opt_state: Any, inputs: Any, targets: Any):
         value, grads = value_and_grad(params, inputs, targets)

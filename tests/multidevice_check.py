@@ -428,6 +428,38 @@ def _dp_shard_map():
 # ---------------------------------------------------------------------------
 
 
+def _train_problem():
+    rng = np.random.default_rng(40)
+    x = jnp.asarray(rng.normal(size=(32, 3)), jnp.float32)
+    y = rng.integers(0, 5, size=32)
+    y[:12] = -100  # the first devices' rows are mostly padding
+    params = {"w": jnp.asarray(rng.normal(size=(3, 5)), jnp.float32), "b": jnp.zeros(5, jnp.float32)}
+    return x, jnp.asarray(y), params
+
+
+def _apply(p, x):
+    return x @ p["w"] + p["b"]
+
+
+for _k, _check_vma in ((1, True), (2, True), (2, False)):
+    @check(f"make_train_step(axis_name='data', micro_batches={_k}) on 8 devices, check_vma={_check_vma}, "
+           "== one device, full batch")
+    def _(k=_k, check_vma=_check_vma):
+        import optax
+
+        x, y, params = _train_problem()
+        crit = jaxloss.SparseCrossEntropy(ignore_index=-100) + 0.5 * jaxloss.SoftmaxFocalLoss(ignore_index=-100)
+        opt = optax.adam(0.1)
+        full = jaxloss.make_train_step(_apply, crit, opt)(params, opt.init(params), x, y)
+        local = jaxloss.make_train_step(_apply, crit, opt, micro_batches=k, axis_name="data", jit=False)
+        dp = jax.jit(jax.shard_map(local, mesh=DATA, in_specs=(P(), P(), P("data"), P("data")),
+                                   out_specs=(P(), P(), P()), check_vma=check_vma))
+        new, _, value = dp(params, opt.init(params), x, y)
+        close(value, full[2], "loss value", rtol=1e-5, atol=1e-6)
+        for name in params:
+            close(new[name], full[0][name], name, rtol=1e-5, atol=1e-6)
+
+
 @check("docs/large_vocab.md code blocks run")
 def _docs():
     text = (ROOT / "docs" / "large_vocab.md").read_text()

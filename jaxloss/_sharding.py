@@ -1,0 +1,37 @@
+"""Helpers for code that runs inside ``jax.shard_map``: which mesh axes a value
+varies over (its "vma"), and marking a value as varying so that loop carries
+and cotangents have the types JAX expects (``check_vma=True``, the default)."""
+
+from __future__ import annotations
+
+import jax
+from jax import lax
+
+__all__ = ["to_varying", "varying", "vma"]
+
+
+def vma(*xs) -> frozenset:
+    """Mesh axes over which any of ``xs`` varies inside ``shard_map`` (empty outside)."""
+    out: frozenset = frozenset()
+    for x in xs:
+        if x is None:
+            continue
+        aval = jax.typeof(x)
+        names = getattr(aval, "vma", None)  # jax < 0.9
+        if names is None:
+            names = getattr(getattr(aval, "manual_axis_type", None), "varying", None)
+        out |= frozenset(names or ())
+    return out
+
+
+def varying(x, names):
+    """``x`` marked varying over the mesh axes ``names`` (loop carries must have
+    the type of the loop body's results inside ``shard_map``)."""
+    missing = tuple(sorted(frozenset(names) - vma(x)))
+    return lax.pcast(x, missing, to="varying") if missing else x
+
+
+def to_varying(x, axis_name):
+    """Mark ``x`` as varying over ``axis_name`` inside ``shard_map`` (a no-op when
+    it already is), so that its cotangent is summed over the axis."""
+    return varying(x, tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,))
