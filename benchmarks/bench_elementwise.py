@@ -1,7 +1,7 @@
 """jaxloss vs optax: jitted value-and-gradient time of every registered loss optax also has.
 
 Each loss is compared with the optax function its registry entry names
-(``spec.optax``, called as in ``OPTAX_CALLS`` so that it computes the same mean
+(``spec.example.optax``, called as in ``OPTAX_CALLS`` so that it computes the same mean
 loss), or, for losses optax lacks, with a plain formulation given here in
 ``OWN_CALLS`` (``mae_loss``: ``jnp.abs(p - t)``); the table says which. Both are
 jitted as ``value_and_grad`` of the mean loss with respect to the prediction, on
@@ -45,8 +45,8 @@ def comparison(spec):
     """``(label, mean-loss function)`` that ``spec`` is compared with, or None."""
     if spec.name in OWN_CALLS:
         return OWN_CALLS[spec.name]
-    if spec.optax in OPTAX_CALLS:
-        return "optax", OPTAX_CALLS[spec.optax]
+    if spec.example.optax in OPTAX_CALLS:
+        return "optax", OPTAX_CALLS[spec.example.optax]
     return None
 
 

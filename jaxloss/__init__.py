@@ -7,6 +7,7 @@ each family lives in its own module. Names not listed in ``__all__`` (and the
 modules themselves) are not part of the public API.
 """
 
+from ._checks import value_checks as value_checks
 from ._core import REGISTRY as REGISTRY
 from ._core import Example as Example
 from ._core import Interval as Interval
@@ -15,7 +16,6 @@ from ._core import LossSpec as LossSpec
 from ._core import Static as Static
 from ._core import Unreduced as Unreduced
 from ._core import loss as loss
-from ._core import value_checks as value_checks
 from ._objects import Loss as Loss
 from ._objects import WeightedSum as WeightedSum
 from .binary import BinaryCrossEntropy as BinaryCrossEntropy

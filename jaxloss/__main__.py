@@ -27,8 +27,8 @@ def check(spec: LossSpec) -> dict:
     """Run one loss's self-check; returns a row of the report."""
     row = {"name": spec.name, "family": spec.family, "ok": False, "error": ""}
     try:
-        args = tuple(jnp.asarray(a) for a in spec.sample(np.random.default_rng(0)))
-        i = spec.differentiable[0]
+        args = tuple(jnp.asarray(a) for a in spec.example.sample(np.random.default_rng(0)))
+        i = spec.example.differentiable[0]
 
         def value_and_grad(*xs):
             def f(x):

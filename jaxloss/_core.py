@@ -52,7 +52,6 @@ from ._checks import (
     checking,
     normalize_axis,
     value_check,
-    value_checks,
 )
 from ._numerics import safe_div
 
@@ -66,7 +65,6 @@ __all__ = [
     "Static",
     "Unreduced",
     "loss",
-    "value_checks",
 ]
 
 Array = jax.Array
@@ -338,26 +336,6 @@ class LossSpec:
     checks: Mapping[str, Interval]
     layout: Layout
     example: Example
-
-    @property
-    def sample(self):
-        return self.example.sample
-
-    @property
-    def sweep(self):
-        return self.example.sweep
-
-    @property
-    def differentiable(self):
-        return self.example.differentiable
-
-    @property
-    def grad_order(self):
-        return self.example.grad_order
-
-    @property
-    def optax(self):
-        return self.example.optax
 
 
 REGISTRY: dict[str, LossSpec] = {}

@@ -75,16 +75,16 @@ def default_view(name: str, spec) -> View:
     n_other = len(spec.inputs) - 1
     if spec.family == "regression" and n_other == 1:
         return View(RESIDUAL, -3, 3, {"target 0": (0.0,)}, sweep_curve="target 0", overview="residual")
-    sample = spec.sample(np.random.default_rng(0))
+    sample = spec.example.sample(np.random.default_rng(0))
     fixed = tuple(float(np.asarray(a).ravel()[0]) for a in sample[1:])
     return View(f"{spec.inputs[0]}  (others = {', '.join(f'{v:.2g}' for v in fixed)})", -3, 3,
                 {"sample": fixed}, sweep_curve="sample")
 
 
 def is_elementwise(spec) -> bool:
-    if spec.sample is None:
+    if spec.example.sample is None:
         return False
-    inputs = spec.sample(np.random.default_rng(0))
+    inputs = spec.example.sample(np.random.default_rng(0))
     shapes = {np.shape(a) for a in inputs}
     if len(shapes) != 1 or any(not np.issubdtype(np.asarray(a).dtype, np.floating) for a in inputs):
         return False
@@ -155,8 +155,8 @@ def plot_loss(name: str, spec, view: View, path: Path) -> None:
     plt = _plt()
     xs = grid(view)
     fig, (ax_l, ax_g) = plt.subplots(1, 2, figsize=(8.4, 3.2))
-    if spec.sweep is not None and view.sweep_curve is not None:
-        hparam, values = spec.sweep
+    if spec.example.sweep is not None and view.sweep_curve is not None:
+        hparam, values = spec.example.sweep
         others = view.curves[view.sweep_curve]
         vals, grads = sweep_curves(spec.fn, xs, others, hparam, values)
         for v, lv, gv in zip(values, vals, grads):
@@ -168,7 +168,7 @@ def plot_loss(name: str, spec, view: View, path: Path) -> None:
         rest = view.curves
     for label, others in rest.items():
         lv, gv = curve(spec.fn, xs, others)
-        style = "--" if spec.sweep is not None and view.sweep_curve is not None else "-"
+        style = "--" if spec.example.sweep is not None and view.sweep_curve is not None else "-"
         ax_l.plot(xs, lv, style, lw=1.8, label=label)
         ax_g.plot(xs, gv, style, lw=1.8, label=label)
     if view.grad_ylim is not None:

@@ -32,7 +32,7 @@ from ._core import LossSpec as LossSpec
 from ._core import Static as Static
 from ._core import Unreduced as Unreduced
 from ._core import loss as loss
-from ._core import value_checks as value_checks
+from ._checks import value_checks as value_checks
 from ._objects import FunctionLoss
 from ._objects import Loss as Loss
 from ._objects import WeightedSum as WeightedSum

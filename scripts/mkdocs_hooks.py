@@ -52,17 +52,18 @@ def registry_table() -> str:
     import jaxloss
 
     for name, spec in jaxloss.REGISTRY.items():
-        if spec.optax and not callable(getattr(optax.losses, spec.optax, None)):
-            raise ValueError(f"{name}: Example(optax={spec.optax!r}) is not a function of optax.losses")
+        if spec.example.optax and not callable(getattr(optax.losses, spec.example.optax, None)):
+            raise ValueError(f"{name}: Example(optax={spec.example.optax!r}) is not a function of optax.losses")
     rows = ["| function | class | family | hyper-parameters (traced) | options (static) | optax |",
             "|---|---|---|---|---|---|"]
     for name, spec in sorted(jaxloss.REGISTRY.items(), key=lambda kv: (kv[1].family, kv[0])):
         module = spec.fn.__module__.split(".")[-1]
         hp = ", ".join(f"`{k}={v!r}`" for k, v in spec.hparams.items()) or "--"
         st = ", ".join(f"`{k}={v!r}`" for k, v in spec.static.items()) or "--"
+        optax_cell = f"`optax.losses.{spec.example.optax}`" if spec.example.optax else "--"
         rows.append(
             f"| [`{name}`][jaxloss.{module}.{name}] | [`{spec.cls.__name__}`][jaxloss.{module}.{spec.cls.__name__}] "
-            f"| {spec.family} | {hp} | {st} | {f'`optax.losses.{spec.optax}`' if spec.optax else '--'} |"
+            f"| {spec.family} | {hp} | {st} | {optax_cell} |"
         )
     return "\n".join(rows)
 

@@ -95,12 +95,12 @@ EXPLICIT_KNOWN_FAILURES = {"batch_triplet_loss", "ntxent_loss", "supcon_loss"}
 def batch_sharded_cases(spec):
     """One-device results and a function computing them on a given mesh."""
     rng = np.random.default_rng(0)
-    inputs = [np.asarray(a) for a in spec.sample(rng)]
+    inputs = [np.asarray(a) for a in spec.example.sample(rng)]
     batch = inputs[0].shape[0]
     reps = 8 // math.gcd(batch, 8)  # tile the sample so the batch splits over all 8 devices
     batched = [a.ndim >= 1 and a.shape[0] == batch for a in inputs]
     inputs = [np.concatenate([a] * reps) if b else a for a, b in zip(inputs, batched)]
-    diff = spec.differentiable
+    diff = spec.example.differentiable
     loss_shape = jax.eval_shape(lambda *a: spec.fn(*a, reduction="none"), *inputs).shape
     mask = None
     if loss_shape and loss_shape[0] == batch * reps:

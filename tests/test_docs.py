@@ -206,9 +206,9 @@ def test_registry_table_names_only_optax_functions_that_exist():
     table = mkdocs_hooks.registry_table()
     for name, spec in jaxloss.REGISTRY.items():
         (row,) = [r for r in table.splitlines() if r.startswith(f"| [`{name}`]")]
-        if spec.optax:
-            assert callable(getattr(optax.losses, spec.optax, None)), (name, spec.optax)
-            assert row.endswith(f"| `optax.losses.{spec.optax}` |"), row
+        if spec.example.optax:
+            assert callable(getattr(optax.losses, spec.example.optax, None)), (name, spec.example.optax)
+            assert row.endswith(f"| `optax.losses.{spec.example.optax}` |"), row
         else:
             assert row.endswith("| -- |"), row
     assert jaxloss.REGISTRY["mae_loss"].optax is None  # optax has no mean absolute error

@@ -29,8 +29,8 @@ IDS = [s.name for s in SPECS]
 
 
 def _inputs(spec, seed=0):
-    assert spec.sample is not None, f"{spec.name} has no sample inputs in the registry"
-    return tuple(jnp.asarray(a) for a in spec.sample(np.random.default_rng(seed)))
+    assert spec.example.sample is not None, f"{spec.name} has no sample inputs in the registry"
+    return tuple(jnp.asarray(a) for a in spec.example.sample(np.random.default_rng(seed)))
 
 
 _close = assert_close
@@ -76,7 +76,7 @@ def test_vmap_equals_loop(spec):
 def test_check_grads_float64(spec):
     with jax.enable_x64(True):
         args = tuple(a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in _inputs(spec))
-        diff = spec.differentiable
+        diff = spec.example.differentiable
 
         def f(*xs):
             full = list(args)
@@ -85,7 +85,7 @@ def test_check_grads_float64(spec):
             return spec.fn(*full, reduction="sum")
 
         primals = tuple(args[i] for i in diff)
-        check_grads(f, primals, order=spec.grad_order, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+        check_grads(f, primals, order=spec.example.grad_order, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
         grads = jax.grad(f, argnums=tuple(range(len(diff))))(*primals)
         for g in grads:
             assert g.dtype == jnp.float64
@@ -130,7 +130,7 @@ def test_nan_in_a_masked_entry(spec):
     rows = args[0].shape[:1]
     poisoned = tuple(a.at[keep:].set(jnp.nan) if jnp.issubdtype(a.dtype, jnp.floating) and a.shape[:1] == rows else a
                      for a in args)
-    i = spec.differentiable[0]
+    i = spec.example.differentiable[0]
     value, g = jax.value_and_grad(lambda x: spec.fn(*_with(poisoned, i, x), where=mask))(poisoned[i])
     _close(value, spec.fn(*sliced))
     g = np.asarray(g)
@@ -155,10 +155,10 @@ def test_sum_and_weight_is_the_mean_s_numerator_and_denominator(spec):
     _close(s0 / d0, spec.fn(*args))
 
 
-@pytest.mark.parametrize("spec", [s for s in SPECS if s.sweep], ids=[s.name for s in SPECS if s.sweep])
+@pytest.mark.parametrize("spec", [s for s in SPECS if s.example.sweep], ids=[s.name for s in SPECS if s.example.sweep])
 def test_hparam_traced_one_compilation(spec):
     args = _inputs(spec)
-    name, values = spec.sweep
+    name, values = spec.example.sweep
     traces = []
 
     @jax.jit
@@ -190,7 +190,7 @@ def test_bf16_policy(spec):
     # The loss is computed in float32 from the bf16 values.
     up = tuple(a.astype(jnp.float32) if jnp.issubdtype(a.dtype, jnp.floating) else a for a in low)
     _close(value, spec.fn(*up), rtol=1e-5, atol=1e-6)
-    i = spec.differentiable[0]
+    i = spec.example.differentiable[0]
 
     def f(x):
         full = list(low)
@@ -206,8 +206,8 @@ def test_bf16_policy(spec):
 def test_class_equals_function_and_is_a_pytree(spec):
     args = _inputs(spec)
     options = {}
-    if spec.sweep:
-        options[spec.sweep[0]] = spec.sweep[1][2]
+    if spec.example.sweep:
+        options[spec.example.sweep[0]] = spec.example.sweep[1][2]
     crit = spec.cls(**options, reduction="sum")
     expected = spec.fn(*args, **options, reduction="sum")
     _close(crit(*args), expected)
@@ -223,9 +223,10 @@ def test_class_equals_function_and_is_a_pytree(spec):
         return c(*a)
 
     _close(through(crit, *args), expected)
-    if spec.sweep:
-        other = spec.cls(**{spec.sweep[0]: spec.sweep[1][3]}, reduction="sum")
-        _close(through(other, *args), spec.fn(*args, **{spec.sweep[0]: spec.sweep[1][3]}, reduction="sum"))
+    if spec.example.sweep:
+        changed = {spec.example.sweep[0]: spec.example.sweep[1][3]}
+        other = spec.cls(**changed, reduction="sum")
+        _close(through(other, *args), spec.fn(*args, **changed, reduction="sum"))
         assert len(traces) == 1, "changing a numeric hyper-parameter of a loss object recompiled"
     with pytest.raises(AttributeError, match="immutable"):
         crit.reduction = "mean"
@@ -236,7 +237,7 @@ def test_fully_masked_is_zero_with_zero_gradient(spec):
     args = _inputs(spec)
     shape = jax.eval_shape(lambda *a: spec.fn(*a, reduction="none"), *args).shape
     mask = jnp.zeros(shape, bool)
-    i = spec.differentiable[0]
+    i = spec.example.differentiable[0]
 
     def f(x):
         full = list(args)
@@ -253,7 +254,7 @@ def test_invalid_reduction_and_integer_predictions(spec):
     args = _inputs(spec)
     with pytest.raises(ValueError, match=spec.name):
         spec.fn(*args, reduction="avg")
-    i = spec.differentiable[0]
+    i = spec.example.differentiable[0]
     bad = list(args)
     bad[i] = args[i].astype(jnp.int32)
     with pytest.raises(TypeError, match=spec.name):
@@ -267,8 +268,8 @@ def test_loss_object_is_hashable_replaceable_and_picklable(spec):
     assert crit == same and hash(crit) == hash(same)
     assert {crit: 1}[same] == 1
     assert crit != spec.cls(reduction="mean")
-    if spec.sweep:
-        name, values = spec.sweep
+    if spec.example.sweep:
+        name, values = spec.example.sweep
         other = next(v for v in values if v != spec.hparams[name])
         changed = crit.replace(**{name: other})
         assert getattr(changed, name) == other and changed.reduction == "sum"
@@ -290,7 +291,7 @@ def test_value_checks_pass_on_valid_inputs_and_catch_a_nan(spec):
         err, value = checkify.checkify(f)(*args)
     assert err.get() is None, f"{spec.name}: value checks fail on its own sample: {err.get()}"
     _close(value, spec.fn(*args))
-    i = spec.differentiable[0]
+    i = spec.example.differentiable[0]
     bad = args[i].reshape(-1).at[-1].set(jnp.nan).reshape(args[i].shape)
     with jaxloss.value_checks():
         err, _ = checkify.checkify(f)(*_with(args, i, bad))
