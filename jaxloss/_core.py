@@ -205,6 +205,22 @@ ELEMENTWISE = Layout()
 # ---------------------------------------------------------------------------
 
 
+class Aux(NamedTuple):
+    """Per-element side results of a kernel and how to summarise them.
+
+    Attributes:
+      per_element: a pytree of arrays shaped like the unreduced loss (e.g. the
+        per-token log-sum-exp).
+      summarize: ``summarize(per_element, counted) -> stats``, where ``counted``
+        is the boolean mask of the entries the reduction counts (``where`` True,
+        non-zero weight, not ignored); what it returns is handed to the caller
+        beside the loss, as ``(loss, stats)``.
+    """
+
+    per_element: Any
+    summarize: Callable[[Any, Array], Any]
+
+
 class Unreduced(NamedTuple):
     """What a kernel may return instead of a bare array of losses.
 
@@ -216,11 +232,31 @@ class Unreduced(NamedTuple):
       count: replaces ``weight`` in the ``"mean"`` denominator only (the number
         of pairs an anchor's sum covers; PyTorch's class-weighted mean with label
         smoothing, whose value is not a multiple of its denominator weight).
+      fused: optional ``fused(coef) -> (total, per_element_aux)`` computing
+        ``sum(coef * loss)`` by the kernel's own route, for kernels that can form
+        their gradients in the forward pass once the per-entry coefficients of a
+        scalar reduction are known. ``coef`` is shaped like ``loss``, 0 for
+        entries that are not counted (whose loss, even NaN, must not reach the
+        total or the gradients). Used for ``"mean"``, ``"sum"`` and
+        ``"sum_and_weight"``; ``loss`` is then not evaluated (XLA drops it).
+        ``per_element_aux`` replaces ``aux.per_element`` (or is None).
+      aux: optional :class:`Aux`; the loss then returns ``(loss, stats)``.
     """
 
     loss: Array
     weight: Array | None = None
     count: Array | None = None
+    fused: Callable[[Array], tuple[Array, Any]] | None = None
+    aux: Aux | None = None
+
+
+def _counted(shape: tuple, weights: Array | None, where: Array | None) -> Array | None:
+    """The entries a reduction counts: ``where`` True and weight non-zero (None: all)."""
+    counted = None if where is None else jnp.broadcast_to(where, shape)
+    if weights is not None:
+        nonzero = jnp.broadcast_to(weights, shape) != 0
+        counted = nonzero if counted is None else counted & nonzero
+    return counted
 
 
 def reduce_loss(
@@ -230,6 +266,7 @@ def reduce_loss(
     weights: Array | None = None,
     where: Array | None = None,
     count: Array | None = None,
+    fused: Callable[[Array], tuple[Array, Any]] | None = None,
 ) -> Array | tuple[Array, Array]:
     """Weight, mask and reduce an unreduced loss.
 
@@ -242,32 +279,47 @@ def reduce_loss(
       over counted entries, so that means over slices combine exactly as
       ``sum(s) / sum(d)``;
     * ``"mean"``: ``s / d``, 0 when nothing is counted.
+
+    ``fused`` (see :class:`Unreduced`) computes ``s`` from the per-entry
+    coefficients ``w`` (0 where not counted) instead of ``values``.
     """
-    if weights is None and where is None and count is None:
-        if reduction == "none":
-            return values
-        total = jnp.sum(values)
-        den = jnp.asarray(values.size, total.dtype)
-    else:
-        counted = None if where is None else jnp.broadcast_to(where, values.shape)
-        w = None if weights is None else jnp.broadcast_to(weights.astype(values.dtype), values.shape)
-        if w is not None:
-            counted = (w != 0) if counted is None else counted & (w != 0)
+    return _reduce(values, reduction, weights, where, count, fused)[0]
+
+
+def _reduce(values, reduction, weights, where, count, fused):
+    """``(reduced, per_element_aux from fused or None)``."""
+    shape, dtype = values.shape, values.dtype
+    w = None if weights is None else jnp.broadcast_to(weights.astype(dtype), shape)
+    counted = _counted(shape, w, where)
+    if reduction == "none":
         weighted = values if w is None else w * values
         if counted is not None:
             weighted = jnp.where(counted, weighted, jnp.zeros_like(weighted))
-        if reduction == "none":
-            return weighted
-        total = jnp.sum(weighted)
-        per = jnp.ones_like(values) if w is None else w
+        return weighted, None
+    aux = None
+    if fused is not None:
+        coef = jnp.ones(shape, dtype) if w is None else w
+        if counted is not None:
+            coef = jnp.where(counted, coef, jnp.zeros_like(coef))
+        total, aux = fused(coef)
+        total = total.astype(dtype)
+    elif counted is None and w is None:
+        total = jnp.sum(values)
+    else:
+        weighted = values if w is None else w * values
+        total = jnp.sum(weighted if counted is None else jnp.where(counted, weighted, jnp.zeros_like(weighted)))
+    if counted is None and w is None and count is None:
+        den = jnp.asarray(np.prod(shape, dtype=np.int64), dtype)
+    else:
+        per = jnp.ones(shape, dtype) if w is None else w
         if count is not None:
-            per = jnp.broadcast_to(count.astype(values.dtype), values.shape) * (1 if weights is None else per)
+            per = jnp.broadcast_to(count.astype(dtype), shape) * (1 if weights is None else per)
         den = jnp.sum(per if counted is None else jnp.where(counted, per, 0))
     if reduction == "sum":
-        return total
+        return total, aux
     if reduction == "sum_and_weight":
-        return total, den
-    return safe_div(total, den)
+        return (total, den), aux
+    return safe_div(total, den), aux
 
 
 def check_reduction(loss_name: str, reduction: Any) -> str:
@@ -570,7 +622,13 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         out = _run_kernel(kernel, arrays, kernel_options)
         values = out.loss.astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
-        return reduce_loss(values, reduction=reduction, weights=w, where=where, count=out.count)
+        reduced, fused_aux = _reduce(values, reduction, w, where, out.count, out.fused)
+        if out.aux is None:
+            return reduced
+        per_element = out.aux.per_element if fused_aux is None else fused_aux
+        counted = _counted(values.shape, None if w is None else jnp.broadcast_to(w, values.shape), where)
+        counted = jnp.ones(values.shape, bool) if counted is None else counted
+        return reduced, out.aux.summarize(per_element, counted)
 
     return compute
 

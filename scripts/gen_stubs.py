@@ -65,8 +65,16 @@ def _function(name: str, fn) -> str:
     inputs = ", ".join(f"{n}: ArrayLike" for n in fn.spec.inputs)
     opts = _options(fn)
     tail = "weights: ArrayLike | None = ..., where: ArrayLike | None = ..."
-    head = f"def {name}(\n    {inputs}, *, " + "".join(o + ", " for o in opts)
-    return (
+    stats = "return_stats" in fn.spec.static  # return_stats=True adds a dict of statistics
+    plain = [o.replace("return_stats: bool = ...", "return_stats: Literal[False] = ...") for o in opts]
+    head = f"def {name}(\n    {inputs}, *, " + "".join(o + ", " for o in plain)
+    out = ""
+    if stats:
+        with_stats = [o for o in opts if not o.startswith("return_stats")]
+        head_s = f"def {name}(\n    {inputs}, *, " + "".join(o + ", " for o in with_stats)
+        out += (f"@overload\n{head_s}return_stats: Literal[True], reduction: AnyReduction = ..., {tail}\n"
+                f") -> tuple[jax.Array | tuple[jax.Array, jax.Array], dict[str, jax.Array]]: ...\n")
+    return out + (
         f"@overload\n{head}reduction: Literal['sum_and_weight'], {tail}\n) -> tuple[jax.Array, jax.Array]: ...\n"
         f"@overload\n{head}reduction: Reduction | None = ..., {tail}\n) -> jax.Array: ...\n"
     )

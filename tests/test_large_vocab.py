@@ -327,7 +327,7 @@ def test_kernel_accepts_bfloat16_natively():
     h, w, b, y = make(seed=12, lead=(9,))
     hb, wb = jnp.asarray(h, jnp.bfloat16), jnp.asarray(w, jnp.bfloat16)
     val, (gh, gw) = jax.value_and_grad(
-        lambda h, w: jnp.mean(kernel(h, w, jnp.asarray(y), chunk_size=5)), argnums=(0, 1))(hb, wb)
+        lambda h, w: jnp.mean(kernel(h, w, jnp.asarray(y), chunk_size=5).loss), argnums=(0, 1))(hb, wb)
     assert val.dtype == jnp.float32 and gh.dtype == jnp.bfloat16 and gw.dtype == jnp.bfloat16
     want = ref_all(np.asarray(hb, np.float64), np.asarray(wb, np.float64), y, None, {})
     np.testing.assert_allclose(float(val), want[0], rtol=1e-5)
