@@ -136,8 +136,10 @@ def crps_ensemble_loss(ensemble, target, *, fair=True, axis=-1):
     the distribution the members are drawn from (the training loss of ensemble
     forecasters: its minimiser is an ensemble as spread as the truth);
     ``fair=False`` is ``estimator="nrg"``, the CRPS of the empirical
-    distribution of the members. Members that coincide (or equal the target)
-    have finite gradients: a subgradient of the kinks.
+    distribution of the members. Members that coincide have finite gradients:
+    those of the linear piece on which tied members are ordered by position (a
+    subgradient that pushes a collapsed ensemble apart); a member equal to the
+    target gets 0 from :math:`|x_i - y|`.
 
     Args:
       ensemble: members along ``axis``, floating point; ``M >= 2`` with ``fair``.
