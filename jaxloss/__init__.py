@@ -61,7 +61,24 @@ from .multiclass import multiclass_hinge_loss as multiclass_hinge_loss
 from .multiclass import nll_loss as nll_loss
 from .multiclass import softmax_focal_loss as softmax_focal_loss
 from .multiclass import sparse_cross_entropy as sparse_cross_entropy
+from .probabilistic import CRPSEnsembleLoss as CRPSEnsembleLoss
+from .probabilistic import CRPSGaussianLoss as CRPSGaussianLoss
+from .probabilistic import EnergyScoreLoss as EnergyScoreLoss
+from .probabilistic import crps_ensemble_loss as crps_ensemble_loss
+from .probabilistic import crps_gaussian_loss as crps_gaussian_loss
+from .probabilistic import energy_score_loss as energy_score_loss
+from .ranking import ApproxNDCGLoss as ApproxNDCGLoss
+from .ranking import ListMLELoss as ListMLELoss
+from .ranking import PairwiseHingeLoss as PairwiseHingeLoss
+from .ranking import PairwiseLogisticLoss as PairwiseLogisticLoss
+from .ranking import RankingSoftmaxLoss as RankingSoftmaxLoss
+from .ranking import approx_ndcg_loss as approx_ndcg_loss
+from .ranking import listmle_loss as listmle_loss
+from .ranking import pairwise_hinge_loss as pairwise_hinge_loss
+from .ranking import pairwise_logistic_loss as pairwise_logistic_loss
+from .ranking import ranking_softmax_loss as ranking_softmax_loss
 from .regression import GaussianNLLLoss as GaussianNLLLoss
+from .regression import GeneralRobustLoss as GeneralRobustLoss
 from .regression import HuberLoss as HuberLoss
 from .regression import LogCoshLoss as LogCoshLoss
 from .regression import MAELoss as MAELoss
@@ -72,6 +89,7 @@ from .regression import PoissonNLLLoss as PoissonNLLLoss
 from .regression import QuantileLoss as QuantileLoss
 from .regression import SmoothL1Loss as SmoothL1Loss
 from .regression import gaussian_nll_loss as gaussian_nll_loss
+from .regression import general_robust_loss as general_robust_loss
 from .regression import huber_loss as huber_loss
 from .regression import log_cosh_loss as log_cosh_loss
 from .regression import mae_loss as mae_loss
@@ -177,4 +195,22 @@ __all__ = [
     "vocab_parallel_cross_entropy",
     "VocabParallelCrossEntropy",
     "default_chunk_size",
+    "general_robust_loss",
+    "GeneralRobustLoss",
+    "ranking_softmax_loss",
+    "RankingSoftmaxLoss",
+    "listmle_loss",
+    "ListMLELoss",
+    "pairwise_hinge_loss",
+    "PairwiseHingeLoss",
+    "pairwise_logistic_loss",
+    "PairwiseLogisticLoss",
+    "approx_ndcg_loss",
+    "ApproxNDCGLoss",
+    "crps_gaussian_loss",
+    "CRPSGaussianLoss",
+    "crps_ensemble_loss",
+    "CRPSEnsembleLoss",
+    "energy_score_loss",
+    "EnergyScoreLoss",
 ]

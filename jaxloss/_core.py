@@ -73,6 +73,7 @@ Reduction = Literal["mean", "sum", "none", "sum_and_weight"]
 REDUCTIONS = ("mean", "sum", "none", "sum_and_weight")
 _COMMON = ("reduction", "weights", "where")
 _ELEMENT_WEIGHTS = "element_weights"  # the kernel parameter of dense layouts
+_ELEMENT_WHERE = "element_where"  # optional second one: the per-element mask alone (validity, not weight)
 
 # ---------------------------------------------------------------------------
 # dtype policy
@@ -117,7 +118,15 @@ class Layout:
       dense: ``where``/``weights`` may also be given per input element (a pixel
         mask): one that broadcasts to the unreduced loss applies per loss entry;
         otherwise one that broadcasts to the inputs reaches the kernel as
-        ``element_weights`` (its masked elements zeroed in the inputs first).
+        ``element_weights`` (its masked elements zeroed in the inputs first). A
+        kernel that also takes ``element_where=None`` gets the per-element mask
+        on its own (boolean, or ``None``), for losses where a masked element
+        differs from one of weight 0 (a ranking list's padding leaves the
+        softmax; an item of weight 0 stays in it).
+      trailing: every input extends the unreduced loss's shape by trailing axes
+        (ensemble members ``[..., M, D]`` and a target ``[..., D]`` of a loss
+        ``[...]``): a ``where`` of the loss's shape masks them along their
+        leading axes. Their shapes are then checked by the loss's ``validate``.
       values: domains of input values, checked inside :func:`value_checks`.
     """
 
@@ -130,6 +139,7 @@ class Layout:
     mask_inputs: bool = True
     native: tuple[str, ...] = ()
     dense: bool = False
+    trailing: bool = False
     values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
 
     def axis(self, options: Mapping[str, Any]) -> int | None:
@@ -184,7 +194,8 @@ class Layout:
 
     def mask(self, x: Array, mask: Array, options: Mapping[str, Any]) -> Array:
         """``x`` with masked entries replaced by 0, when ``x`` is laid out like the
-        mask (possibly with the reduced axis); ``x`` unchanged otherwise."""
+        mask (possibly with the reduced axis, or with trailing axes after the
+        mask's when the layout is ``trailing``); ``x`` unchanged otherwise."""
         axis = self.axis(options)
         if x.shape == mask.shape:
             m = mask
@@ -192,6 +203,8 @@ class Layout:
             m = jnp.expand_dims(mask, axis % x.ndim)
             if not broadcasts_to(m.shape, x.shape):
                 return x
+        elif self.trailing and x.ndim > mask.ndim and x.shape[:mask.ndim] == mask.shape:
+            m = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
         else:
             return x
         return jnp.where(m, x, jnp.zeros_like(x))
@@ -445,6 +458,7 @@ class Signature:
     static: Mapping[str, Any]
     static_types: Mapping[str, Static]
     dense: bool
+    element_where: bool = False
 
     @classmethod
     def parse(cls, kernel: Callable[..., Any], name: str, static: Mapping[str, Static] | Sequence[str]) -> Signature:
@@ -453,6 +467,9 @@ class Signature:
         inputs = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
         keywords = {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
         dense = keywords.pop(_ELEMENT_WEIGHTS, inspect.Parameter.empty) is None
+        element_where = keywords.pop(_ELEMENT_WHERE, inspect.Parameter.empty) is None
+        if element_where and not dense:
+            raise TypeError(f"{name}: a kernel taking element_where=None must also take element_weights=None")
         types = dict(static) if isinstance(static, Mapping) else {k: ANY for k in static}
         for k, v in keywords.items():
             if v is inspect.Parameter.empty:
@@ -471,6 +488,7 @@ class Signature:
             static={k: v for k, v in keywords.items() if k in types},
             static_types=types,
             dense=dense,
+            element_where=element_where,
         )
 
     @property
@@ -546,16 +564,17 @@ def _split_dense(
 
 def _lay_dense(name: str, layout: Layout, arrays: tuple, weights: Array | None, where: Array | None,
                loss_shape: tuple, options: Mapping[str, Any], dtype: Any) -> tuple:
-    """A dense layout's ``(arrays, weights, where, element_weights)``: ``where``
-    and ``weights`` that broadcast to the loss stay per loss entry; the others
-    apply per input element, whose masked entries are zeroed in the inputs."""
+    """A dense layout's ``(arrays, weights, where, element_weights, element_where)``:
+    ``where`` and ``weights`` that broadcast to the loss stay per loss entry; the
+    others apply per input element, whose masked entries are zeroed in the inputs
+    (``element_where`` is that per-element mask alone, or None)."""
     input_shape = arrays[0].shape
     where, element_where = _split_dense(name, where, "where", loss_shape, input_shape)
     weights, element = _split_dense(name, weights, "weights", loss_shape, input_shape)
     if element_where is not None:
         arrays = tuple(layout.mask(a, element_where, options) for a in arrays)
         element = element_where if element is None else jnp.where(element_where, element, 0)
-    return arrays, weights, where, None if element is None else element.astype(dtype)
+    return arrays, weights, where, None if element is None else element.astype(dtype), element_where
 
 
 def _check_values(sig: Signature, layout: Layout, checks: Mapping[str, Interval],
@@ -604,12 +623,16 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         kernel_options = {**hparams, **options}
         if sig.dense:
             kernel_options[_ELEMENT_WEIGHTS] = None
+            if sig.element_where:
+                kernel_options[_ELEMENT_WHERE] = None
         loss_shape = jax.eval_shape(lambda *xs: _run_kernel(kernel, xs, kernel_options).loss, *arrays).shape
         element = None
         if sig.dense:
-            arrays, weights, where, element = _lay_dense(sig.name, layout, arrays, weights, where, loss_shape,
-                                                         options, dtype)
+            arrays, weights, where, element, element_where = _lay_dense(sig.name, layout, arrays, weights, where,
+                                                                        loss_shape, options, dtype)
             kernel_options[_ELEMENT_WEIGHTS] = element
+            if sig.element_where:
+                kernel_options[_ELEMENT_WHERE] = element_where
         if weights is not None:
             check_broadcastable(sig.name, "weights", weights.shape, loss_shape)
         if where is not None:
@@ -716,6 +739,11 @@ _SHARED_ARGS = {
         "(a pixel mask or pixel weights: masked pixels leave the counts, a weight k counts a pixel k times, "
         "and a score whose pixels are all masked leaves the mean)"
     ),
+    "items": (
+        "per entry of the unreduced loss when it broadcasts to it; otherwise per element of the inputs "
+        "(``where`` marks the valid elements: a masked one is left out as if sliced away, and an entry "
+        "with no valid element leaves the mean; ``weights`` weight each element's terms as described above)"
+    ),
     "batch": "per anchor, shape ``[B]`` (a masked anchor still serves as the others' positive or negative)",
 }
 
@@ -725,8 +753,9 @@ def _document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
     arguments appended to its Args, written here once for every loss."""
     if not doc or "Args:" not in doc:
         return doc
-    kind = ("dense" if layout.dense else "batch" if not layout.mask_inputs
-            else "reduced" if layout.reduced_axis is not None or layout.per_example else "elementwise")
+    kind = ("items" if sig.element_where else "dense" if layout.dense else "batch" if not layout.mask_inputs
+            else "reduced" if layout.reduced_axis is not None or layout.per_example or layout.trailing
+            else "elementwise")
     indent = " " * 4
     lines = [
         '  reduction: ``"mean"`` (default), ``"sum"``, ``"none"`` (or ``None``), or',
@@ -841,6 +870,7 @@ def builtin(family: str) -> Callable[..., Any]:
 _ACRONYMS = {
     "mse": "MSE", "mae": "MAE", "msle": "MSLE", "mape": "MAPE", "nll": "NLL", "kl": "KL",
     "js": "JS", "ntxent": "NTXent", "supcon": "SupCon", "l1": "L1", "l2": "L2",
+    "listmle": "ListMLE", "ndcg": "NDCG", "crps": "CRPS",
 }
 
 

@@ -13,7 +13,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import FLAG, NONNEGATIVE, POSITIVE, UNIT
+from ._checks import FLAG, NONNEGATIVE, POSITIVE, UNIT, Interval
 from ._core import Example, Layout, builtin
 from ._numerics import abs0
 
@@ -21,6 +21,7 @@ regression = builtin("regression")
 
 __all__ = [
     "gaussian_nll_loss", "GaussianNLLLoss",
+    "general_robust_loss", "GeneralRobustLoss",
     "huber_loss", "HuberLoss",
     "log_cosh_loss", "LogCoshLoss",
     "mae_loss", "MAELoss",
@@ -406,6 +407,101 @@ def mape_loss(pred, target, *, eps=1e-7):
     return 100.0 * abs0(pred - target) / jnp.maximum(jnp.abs(target), eps)
 
 
+# ---- Barron's general robust loss --------------------------------------------------------
+
+# expm1(u) / u = sum_k u^k / (k + 1)!, its Taylor series for |u| < 1/2 (terms to u^17: the
+# truncation is below 1e-21, also in the derivative); expm1(u) / u itself elsewhere.
+_EXPM1_OVER_U = tuple(1.0 / math.factorial(k + 1) for k in range(18))
+
+
+def _expm1_over_u(u):
+    small = jnp.abs(u) < 0.5
+    us = jnp.where(small, u, 0.0)
+    acc = jnp.full_like(u, _EXPM1_OVER_U[-1])
+    for c in reversed(_EXPM1_OVER_U[:-1]):
+        acc = acc * us + c
+    ul = jnp.where(small, 1.0, u)
+    return jnp.where(small, acc, jnp.expm1(ul) / ul)
+
+
+def _robust_rho(z2, alpha):
+    r""":math:`\rho` of a squared scaled residual ``z2``, for every ``alpha`` in
+    ``[-inf, inf)``, in two exact forms that each avoid the other's cancellation:
+
+    * (A) :math:`\tfrac{bL}{2} \cdot \frac{\operatorname{expm1}(\alpha L / 2)}{\alpha L / 2}`,
+      :math:`b = |\alpha - 2|`, :math:`L = \operatorname{log1p}(z^2 / b)`: smooth
+      through :math:`\alpha = 0` (a Taylor series there), used for :math:`\alpha \le 1`
+      and wherever :math:`bL > 2`;
+    * (B) :math:`\frac1\alpha \big[z^2 + (b + z^2) \operatorname{expm1}((\alpha - 2) L / 2)\big]`:
+      no cancellation in the :math:`\alpha`-gradient as :math:`\alpha \to 2`, used for
+      :math:`\alpha > 2` and for :math:`1 < \alpha < 2` with :math:`bL \le 2`;
+
+    and the limits :math:`\tfrac12 z^2` at exactly 2 and :math:`1 - e^{-z^2/2}` at
+    :math:`-\infty`, whose :math:`\alpha`-gradient is 0. Each form is evaluated at a
+    safe ``alpha`` where the other is used (the double where)."""
+    special = (alpha == 2.0) | jnp.isneginf(alpha)
+    a = jnp.where(special, 1.0, alpha)
+    b = jnp.abs(a - 2.0)
+    log_term = jnp.log1p(z2 / b)
+    use_b = (a > 2.0) | ((a > 1.0) & (b * log_term <= 2.0))
+    form_a = 0.5 * b * log_term * _expm1_over_u(0.5 * a * log_term)
+    ab = jnp.where(use_b, a, 3.0)
+    bb = jnp.abs(ab - 2.0)
+    form_b = (z2 + (bb + z2) * jnp.expm1(0.5 * (ab - 2.0) * jnp.log1p(z2 / bb))) / ab
+    general = jnp.where(use_b, form_b, form_a)
+    return jnp.where(alpha == 2.0, 0.5 * z2, jnp.where(jnp.isneginf(alpha), -jnp.expm1(-0.5 * z2), general))
+
+
+@regression(checks={"alpha": Interval(-math.inf, math.inf, hi_open=True), "scale": POSITIVE},
+            example=Example(_pair, sweep=("alpha", (-2.0, 0.0, 1.0, 2.0))))
+def general_robust_loss(pred, target, *, alpha=1.0, scale=1.0):
+    r"""Barron's general and adaptive robust loss, with a traced shape parameter.
+
+    With :math:`z = (p - t) / c` and :math:`b = |\alpha - 2|`:
+
+    .. math:: \rho(z, \alpha) = \frac{b}{\alpha}
+              \Big[\Big(\frac{z^2}{b} + 1\Big)^{\alpha/2} - 1\Big]
+
+    and its limits :math:`\tfrac12 z^2` at :math:`\alpha = 2`, :math:`\log(\tfrac12 z^2
+    + 1)` at :math:`\alpha = 0` and :math:`1 - e^{-z^2/2}` as :math:`\alpha \to -\infty`.
+    :math:`\alpha = 1` is the pseudo-Huber (Charbonnier) loss :math:`\sqrt{z^2 + 1} - 1`,
+    :math:`\alpha = 0` Cauchy (Lorentzian), :math:`\alpha = -2` Geman-McClure and
+    :math:`-\infty` Welsch; smaller :math:`\alpha` is more robust to outliers.
+    (J. T. Barron, "A General and Adaptive Robust Loss Function", CVPR 2019.)
+
+    ``alpha`` is traced and differentiable, so it can be learned with the model
+    (Barron's adaptive loss adds the log of the partition function for that; this
+    is the loss :math:`\rho` alone). It is computed in forms that are exact at and
+    near the removable singularities: values and both gradients are accurate to
+    float64 rounding at :math:`\alpha = \pm10^{-6}` and :math:`2 \pm 10^{-6}` (the
+    :math:`\alpha`-gradient relative to the loss where it is much smaller than it,
+    for :math:`|z| \ll 1`). The :math:`\alpha`-gradient is the true derivative, also at
+    exactly 0; at exactly 2, where it is unbounded (:math:`\sim \log|\alpha - 2|`),
+    and at :math:`-\infty` it is 0.
+
+    Args:
+      pred: predictions, any shape, floating point.
+      target: targets, the same shape as ``pred``.
+      alpha: the shape :math:`\alpha \in [-\infty, \infty)` (traced; a scalar or an
+        array broadcastable to the inputs, e.g. one per output dimension).
+      scale: the scale :math:`c > 0` of the quadratic bowl near 0 (traced).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses, shaped
+      like ``pred``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([0.5, 1.0, 3.0])
+      >>> jaxloss.general_robust_loss(x, jnp.zeros(3), alpha=1.0, reduction="none").round(6)   # sqrt(x^2 + 1) - 1
+      Array([0.118034, 0.414214, 2.162278], dtype=float32)
+      >>> jaxloss.general_robust_loss(x, jnp.zeros(3), alpha=2.0, reduction="none")   # x^2 / 2
+      Array([0.125, 0.5  , 4.5  ], dtype=float32)
+    """
+    z = (pred - target) / scale
+    return _robust_rho(z * z, alpha)
+
+
 MSELoss = mse_loss.Loss
 MAELoss = mae_loss.Loss
 HuberLoss = huber_loss.Loss
@@ -416,3 +512,4 @@ PoissonNLLLoss = poisson_nll_loss.Loss
 GaussianNLLLoss = gaussian_nll_loss.Loss
 MSLELoss = msle_loss.Loss
 MAPELoss = mape_loss.Loss
+GeneralRobustLoss = general_robust_loss.Loss

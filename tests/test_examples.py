@@ -141,8 +141,26 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     assert len(images) >= 2  # the loss/gradient plot and the delta sweep
 
 
+@pytest.mark.slow
+def test_forecasting(tmp_path):
+    out = run_example("forecasting", tmp_path)
+    row = {k: re.search(rf"^{re.escape(k)}\s+([\d.]+)\s+([\d.]+)$", out, re.MULTILINE) for k in ("fair CRPS", "MSE")}
+    assert all(row.values()), out
+    crps = {k: float(m.group(1)) for k, m in row.items()}
+    spread_skill = {k: float(m.group(2)) for k, m in row.items()}
+    # issue 16: the fair-CRPS ensemble beats the MSE one in CRPS and is calibrated; MSE collapses
+    assert crps["fair CRPS"] < 0.9 * crps["MSE"], crps
+    assert 0.7 < spread_skill["fair CRPS"] < 1.4 and spread_skill["MSE"] < 0.4, spread_skill
+    # general_robust_loss learns a small alpha on outliers, a near-Gaussian one without them
+    alpha = {k: number(rf"{k}\s*: learned alpha = ([\d.]+)", out) for k in ("outliers", "clean")}
+    assert alpha["outliers"] < 0.6 and alpha["clean"] > 1.2, alpha
+    m = re.search(r"outliers: .*slope error MSE = ([\d.]+), robust = ([\d.]+)", out)
+    assert m and float(m.group(2)) < 0.2 * float(m.group(1)), out
+    assert pngs(tmp_path) == ["forecasting.png"]
+
+
 @pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
-                                  "segmentation", "metric_learning", "language_model"])
+                                  "segmentation", "metric_learning", "language_model", "forecasting"])
 def test_example_has_size_flags_and_docstring(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     for flag in ("--small", "--large", "--out", "--seed"):
