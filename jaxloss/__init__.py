@@ -37,6 +37,10 @@ from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
 from .large_vocab import default_chunk_size as default_chunk_size
 from .large_vocab import linear_cross_entropy as linear_cross_entropy
 from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
+from .margin_softmax import ArcFaceLoss as ArcFaceLoss
+from .margin_softmax import CosFaceLoss as CosFaceLoss
+from .margin_softmax import arcface_loss as arcface_loss
+from .margin_softmax import cosface_loss as cosface_loss
 from .metric import BatchTripletLoss as BatchTripletLoss
 from .metric import ContrastiveLoss as ContrastiveLoss
 from .metric import CosineEmbeddingLoss as CosineEmbeddingLoss
@@ -192,6 +196,10 @@ __all__ = [
     "TripletLoss",
     "linear_cross_entropy",
     "LinearCrossEntropy",
+    "arcface_loss",
+    "ArcFaceLoss",
+    "cosface_loss",
+    "CosFaceLoss",
     "vocab_parallel_cross_entropy",
     "VocabParallelCrossEntropy",
     "default_chunk_size",

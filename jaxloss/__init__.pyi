@@ -616,6 +616,46 @@ class LinearCrossEntropy(FunctionLoss):
     def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def arcface_loss(
+    embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def arcface_loss(
+    embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class ArcFaceLoss(FunctionLoss):
+    scale: ArrayLike
+    margin: ArrayLike
+    chunk_size: int | None
+    precision: Any
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> ArcFaceLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def cosface_loss(
+    embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def cosface_loss(
+    embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CosFaceLoss(FunctionLoss):
+    scale: ArrayLike
+    margin: ArrayLike
+    chunk_size: int | None
+    precision: Any
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, scale: ArrayLike = ..., margin: ArrayLike = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> CosFaceLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def vocab_parallel_cross_entropy(
     local_logits: ArrayLike, labels: ArrayLike, *, label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis_name: Any = ..., ignore_index: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...

@@ -870,7 +870,7 @@ def builtin(family: str) -> Callable[..., Any]:
 _ACRONYMS = {
     "mse": "MSE", "mae": "MAE", "msle": "MSLE", "mape": "MAPE", "nll": "NLL", "kl": "KL",
     "js": "JS", "ntxent": "NTXent", "supcon": "SupCon", "l1": "L1", "l2": "L2",
-    "listmle": "ListMLE", "ndcg": "NDCG", "crps": "CRPS",
+    "listmle": "ListMLE", "ndcg": "NDCG", "crps": "CRPS", "arcface": "ArcFace", "cosface": "CosFace",
 }
 
 

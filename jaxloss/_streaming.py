@@ -164,6 +164,13 @@ def _names(*trees):
     return vma(*jax.tree_util.tree_leaves(trees))
 
 
+def _vary(tree, names):
+    """Every leaf marked varying over ``names``: a ``jax.vjp`` taken at such
+    values has no implicit broadcast to transpose, so the cotangents stay
+    per-device partial sums, summed once at the end (``_like``)."""
+    return jax.tree_util.tree_map(lambda x: varying(x, names), tree)
+
+
 def _finite(z):
     return jnp.where(jnp.isfinite(z), z, jnp.zeros_like(z))
 
@@ -246,7 +253,8 @@ def _stats_bwd(cfg, transform, res, g):
         cols = start + cols0
         fresh = (cols >= k * chunk)[None, :]
         raw = _project(cfg, h0, pc[0])
-        z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, labels), theta, raw, pc)
+        z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, labels), _vary(theta, names), raw,
+                           _vary(pc, names))
         p = jnp.exp(jnp.where(live[:, None], z - lse0[:, None], -jnp.inf))
         w = None if sw is None else lax.dynamic_slice_in_dim(sw, start, chunk).astype(cfg.acc)[None, :]
         hit = cols[None, :] == labels[:, None]
@@ -297,6 +305,7 @@ def _fused_forward(cfg, transform, row_fn, theta, hp, h, params, sw, labels, coe
     cols = lax.iota(jnp.int32, vocab)
     swa = None if sw is None else sw.astype(cfg.acc)
     w_full = params[0]
+    names = _names(theta, hp, h, params, sw, labels, coef)
 
     def body(k, carry):
         total, dth, dhp, dh, dp, dsw, dcoef, lse_out, am_out = carry
@@ -306,9 +315,11 @@ def _fused_forward(cfg, transform, row_fn, theta, hp, h, params, sw, labels, coe
         yc = lax.dynamic_slice_in_dim(labels, start, n, axis=0)
         cc = jnp.where(fresh, lax.dynamic_slice_in_dim(coef, start, n, axis=0), 0).astype(cfg.acc)
         live = cc != 0
-        z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, yc), theta, _project(cfg, hc, w_full), params)
+        z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, yc), _vary(theta, names),
+                           _project(cfg, hc, w_full), _vary(params, names))
         st = _row_stats(z, yc, swa)
-        vals, r_vjp = jax.vjp(lambda a, b, c, q: row_fn(a, b, c, yc, q), st.lse, st.target, st.smooth, hp)
+        vals, r_vjp = jax.vjp(lambda a, b, c, q: row_fn(a, b, c, yc, q), st.lse, st.target, st.smooth,
+                              _vary(hp, names))
         total = total + jnp.sum(jnp.where(live, cc * vals, 0))
         g_lse, g_y, g_s, d_hp = r_vjp(cc)
         g_lse, g_y, g_s = (jnp.where(live, gi, 0) for gi in (g_lse, g_y, g_s))
@@ -328,11 +339,10 @@ def _fused_forward(cfg, transform, row_fn, theta, hp, h, params, sw, labels, coe
         am_out = lax.dynamic_update_slice_in_dim(am_out, st.argmax, start, axis=0)
         return total, _tree_add(dth, d_th), _tree_add(dhp, d_hp), dh, dp, dsw, dcoef, lse_out, am_out
 
-    acc_params = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, cfg.acc), params)
-    init = (jnp.zeros((), cfg.acc), jax.tree_util.tree_map(jnp.zeros_like, theta),
-            jax.tree_util.tree_map(jnp.zeros_like, hp), jnp.zeros(h.shape, cfg.acc), acc_params,
-            None if sw is None else jnp.zeros(sw.shape, cfg.acc), jnp.zeros(coef.shape, cfg.acc),
-            jnp.zeros((n_rows,), cfg.acc), jnp.zeros((n_rows,), jnp.int32))
+    init = (varying(jnp.zeros((), cfg.acc), names), _zeros(theta, names), _zeros(hp, names),
+            varying(jnp.zeros(h.shape, cfg.acc), names), _zeros(params, names, cfg.acc),
+            None if sw is None else _zeros(sw, names, cfg.acc), varying(jnp.zeros(coef.shape, cfg.acc), names),
+            varying(jnp.zeros((n_rows,), cfg.acc), names), varying(jnp.zeros((n_rows,), jnp.int32), names))
     out = lax.fori_loop(0, -(-n_rows // n), body, init)
     return out[0], out[7], out[8], out[1:7]
 
@@ -364,7 +374,7 @@ def _fused_bwd(cfg, transform, row_fn, grads, g):
 
 
 def _cast_like(grads, primals):
-    return jax.tree_util.tree_map(lambda d, x: d.astype(jnp.result_type(x)), grads, primals)
+    return jax.tree_util.tree_map(lambda d, x: _like(d, x), grads, primals)
 
 
 def _fused_bwd_typed(cfg, transform, row_fn, res, g):

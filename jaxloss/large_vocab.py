@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -380,43 +381,67 @@ def linear_cross_entropy(
     Models" (2024); Chowdhery et al., "PaLM" (2022) for the z-loss; Gemma 2 for
     the soft-cap. PyTorch equivalent: ``F.cross_entropy(F.linear(h, W, b), y)``.
     """
+    acc = compute_dtype(hidden, weight)
+    cap = None if logit_softcap is None else jnp.asarray(logit_softcap, acc)
+    params = (weight,) if bias is None else (weight, bias)
+    hp = (jnp.asarray(label_smoothing, acc), jnp.asarray(z_loss, acc), class_weights)
+    return head_cross_entropy(
+        hidden, params, labels, _linear_transform, cap, hp, smooth_weights=class_weights, ignore_index=ignore_index,
+        chunk_size=chunk_size, token_chunk_size=token_chunk_size, precision=precision, axis_name=axis_name,
+        return_stats=return_stats,
+    )
+
+
+def head_cross_entropy(hidden, params, labels, transform, theta, hp, *, smooth_weights=None, ignore_index=None,
+                       chunk_size=None, token_chunk_size=None, precision=None, axis_name=None, return_stats=False,
+                       columns_per_class=1):
+    """The cross-entropy of a streamed head ``z = transform(theta, hidden @ params[0].T, ...)``
+    (see ``_streaming``), as a kernel result: per-token values by vocabulary
+    chunks, the gradients-in-the-forward-pass route for scalar reductions where
+    :func:`_fused_rows` allows it, ignored labels and PyTorch's class-weighted
+    mean (``hp = (label_smoothing, z_loss, class_weights)``), ``return_stats``.
+    ``params[0]`` is ``[V, D]`` or ``[V, K, D]`` (``columns_per_class = K``
+    products per class). Shared by every loss with a large softmax head."""
+    weight = params[0]
     lead = labels.shape
     v_local = weight.shape[0]
     h2 = hidden.reshape((-1, hidden.shape[-1]))
     y = labels.reshape((-1,)).astype(jnp.int32)
     acc = compute_dtype(hidden, weight)
-    cap = None if logit_softcap is None else jnp.asarray(logit_softcap, acc)
-    params = (weight,) if bias is None else (weight, bias)
-    hp = (jnp.asarray(label_smoothing, acc), jnp.asarray(z_loss, acc), class_weights)
     local = y
     if axis_name is not None:
-        # Gradients of hidden and cap are partial sums over the vocabulary
+        # Gradients of hidden and theta are partial sums over the vocabulary
         # shards: marking them varying makes JAX sum them over the axis.
         h2 = to_varying(h2, axis_name)
-        cap = None if cap is None else to_varying(cap, axis_name)
+        theta = jax.tree_util.tree_map(lambda t: to_varying(t, axis_name), theta)
         local = y - lax.axis_index(axis_name) * v_local
     vocab = v_local if axis_name is None else v_local * lax.axis_size(axis_name)
     rows = _CrossEntropyRows(vocab, ignore_index)
-    chunk = default_chunk_size(h2.shape[0], v_local) if chunk_size is None else min(int(chunk_size), v_local)
+    if chunk_size is None:
+        chunk = max(1, default_chunk_size(h2.shape[0] * columns_per_class, v_local))
+    else:
+        chunk = min(int(chunk_size), v_local)
     stats = _global_stats(
-        local_stats(Config(chunk, precision, acc), _linear_transform, cap, h2, params, class_weights, local),
+        local_stats(Config(chunk, precision, acc), transform, theta, h2, params, smooth_weights, local),
         axis_name, v_local,
     )
     value = rows(stats.lse, stats.target, stats.smooth, y, hp)
     per_token = {"lse": stats.lse.reshape(lead), "correct": (stats.argmax == y).reshape(lead)}
 
     fused = None
-    n_tok = _fused_rows(h2.shape[0], v_local, acc, weight, bias, chunk_size, token_chunk_size, axis_name)
+    n_tok = _fused_rows(h2.shape[0], v_local * columns_per_class, acc, h2, params, chunk_size, token_chunk_size,
+                        axis_name)
     if n_tok:
         cfg = Config(n_tok, precision, acc)
 
         def fused(coef):
-            total, lse, am = fused_sum(cfg, _linear_transform, rows, cap, hp, h2, params, class_weights, y,
+            total, lse, am = fused_sum(cfg, transform, rows, theta, hp, h2, params, smooth_weights, y,
                                        coef.reshape((-1,)))
             return total, {"lse": lax.stop_gradient(lse).reshape(lead), "correct": (am == y).reshape(lead)}
 
     keep = None if ignore_index is None else (labels != ignore_index).astype(value.dtype)
     count = None
+    class_weights = hp[2]
     if class_weights is not None:
         w_y = jnp.take(class_weights, jnp.clip(y, 0, v_local - 1)).reshape(lead)
         keep = jnp.ones(lead, value.dtype) if keep is None else keep
@@ -425,18 +450,21 @@ def linear_cross_entropy(
     return Unreduced(value.reshape(lead), keep, count, fused, aux)
 
 
-def _fused_rows(n, v, acc, weight, bias, chunk_size, token_chunk, axis_name) -> int:
+def _fused_rows(n, v, acc, hidden, params, chunk_size, token_chunk, axis_name) -> int:
     """Tokens per chunk of the route that forms the gradients in the forward pass,
     or 0 to stream over vocabulary chunks instead. Taken when the caller asks
     (``token_chunk_size``) or, by default, when the weight is in the accumulation
     dtype (a low-precision weight would need a float32 ``[V, D]`` accumulator),
-    no vocabulary chunking or mesh axis is asked for, and a block of at least 32
+    no vocabulary chunking or mesh axis is asked for, the tokens are not sharded
+    on an explicit mesh, and a block of at least 32
     tokens by the whole vocabulary fits in 16 MiB of float32 (``V <= 131072``)."""
     if n == 0 or axis_name is not None or chunk_size is not None:
         return 0
+    if _explicit_sharding(hidden) is not None:
+        return 0  # token chunks of a batch sharded on an explicit mesh: the vocabulary route instead
     if token_chunk is not None:
         return min(int(token_chunk), n)
-    if weight.dtype != acc or (bias is not None and jnp.result_type(bias) != acc):
+    if any(jnp.result_type(p) != acc for p in params):
         return 0
     rows = token_chunk_size(n, v)
     return rows if rows >= min(32, n) else 0

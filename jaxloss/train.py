@@ -31,6 +31,13 @@ def _terms(loss: Any, owner: str) -> list[tuple[Any, FunctionLoss, bool]]:
     return out
 
 
+def _call(loss: Any, pred: Any, targets: Any) -> Any:
+    """``loss(pred, targets)``, or ``loss(*pred, targets)`` when ``apply_fn``
+    returns a tuple (the leading inputs of a loss such as ``linear_cross_entropy``,
+    whose predictions are ``(hidden, weight)``)."""
+    return loss(*pred, targets) if isinstance(pred, tuple) else loss(pred, targets)
+
+
 def _names(axis_name: Any) -> tuple:
     return tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)
 
@@ -54,7 +61,7 @@ def _accumulated_step(apply_fn, loss, k: int, axis_name: Any = None):
     def value_and_grad(params, inputs, targets):
         def parts(p, x, y):
             pred = apply_fn(p, x)
-            pairs = [term(pred, y) for _, term, _ in terms]
+            pairs = [_call(term, pred, y) for _, term, _ in terms]
             return jnp.stack([s for s, _ in pairs]), jnp.stack([w for _, w in pairs])
 
         batches = (_split(inputs, k, "make_train_step"), _split(targets, k, "make_train_step"))
@@ -126,7 +133,9 @@ def make_train_step(
 
     Args:
       apply_fn: ``apply_fn(params, inputs) -> predictions`` (e.g. a Flax
-        ``model.apply`` or a plain function of a parameter pytree).
+        ``model.apply`` or a plain function of a parameter pytree). A tuple is
+        spread over the loss's leading inputs: return ``(hidden, weight)`` for
+        :func:`linear_cross_entropy`, called as ``loss(hidden, weight, targets)``.
       loss: a jaxloss loss object (``HuberLoss(delta=2.0)``, a composition such as
         ``DiceLoss() + BinaryCrossEntropyWithLogits()``) or, with
         ``micro_batches=1``, any function ``loss(pred, targets) -> scalar``. It
@@ -159,7 +168,7 @@ def make_train_step(
         raise ValueError(f"make_train_step: micro_batches must be a positive int, got {micro_batches!r}")
 
     def objective(params: Any, inputs: Any, targets: Any) -> jax.Array:
-        value = loss(apply_fn(params, inputs), targets)
+        value = _call(loss, apply_fn(params, inputs), targets)
         if jnp.ndim(value) != 0:
             raise ValueError(
                 f"make_train_step: the loss must return a scalar, got shape {jnp.shape(value)}; "

@@ -353,6 +353,32 @@ check("linear_cross_entropy(axis_name=...) in shard_map, 8-way vocab")(lambda: s
 check("linear_cross_entropy(axis_name=...) in shard_map, 2 data x 4 vocab")(lambda: shard_map_case(DATA_VOCAB))
 
 
+@check("linear_cross_entropy(return_stats=True, axis_name=...) in shard_map == one device, argmax ties across shards")
+def _stats_sharded():
+    h, w, b, y = lce_data()
+    w = w.copy()
+    w[2] *= 4.0
+    w[90] = w[2]  # shard 0 and shard 6 of 8 hold the tied classes
+    h = h.copy()
+    h[:3] = w[2]
+    y = y.copy()
+    y[:3] = [90, 2, 90]
+
+    def stats(h, w, b, y, **kw):
+        return jaxloss.linear_cross_entropy(h, w, y, bias=None, chunk_size=5, return_stats=True, ignore_index=IGNORE,
+                                            **kw)[1]
+
+    want = stats(*(jax.device_put(x, ONE) for x in (h, w, b, y)))
+    f = jax.shard_map(lambda h, w, b, y: stats(h, w, b, y, axis_name="vocab"), mesh=VOCAB8,
+                      in_specs=(P(), P("vocab"), P("vocab"), P()), out_specs=P())
+    got = jax.jit(f)(h, w, b, y)
+    for k in ("lse", "z_loss", "accuracy"):
+        close(got[k], want[k], k)
+    z = h.astype(np.float64) @ w.astype(np.float64).T
+    keep = y != IGNORE
+    assert abs(float(got["accuracy"]) - float(np.mean((np.argmax(z, 1) == y)[keep]))) < 1e-6
+
+
 @check("vocabulary split over a tuple of mesh axes (2 x 4): both forms == one device")
 def _tuple_axes():
     mesh = mesh_of((2, 4), ("a", "b"))

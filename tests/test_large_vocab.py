@@ -33,8 +33,12 @@ IGNORE = -100
 # ---------------------------------------------------------------------------
 
 
-def ref_terms(h, w, y, b=None, eps=0.0, zl=0.0, cap=None, ignore_index=None):
-    """Per-token loss, intrinsic weight (0 = ignored) and d loss_i / d raw-logit_i."""
+def ref_terms(h, w, y, b=None, eps=0.0, zl=0.0, cap=None, ignore_index=None, cw=None):
+    """Per-token loss, intrinsic weight (0 = ignored) and d loss_i / d raw-logit_i
+    (with class weights ``cw``: PyTorch's weighted cross-entropy, see
+    :func:`ref_weighted`)."""
+    if cw is not None:
+        return ref_weighted(h, w, y, b, eps, zl, cap, ignore_index, cw)
     h = np.asarray(h, np.float64).reshape(-1, np.shape(w)[1])
     w = np.asarray(w, np.float64)
     y = np.asarray(y).reshape(-1)
@@ -55,6 +59,31 @@ def ref_terms(h, w, y, b=None, eps=0.0, zl=0.0, cap=None, ignore_index=None):
     return loss, (~ignored).astype(np.float64), dl
 
 
+def ref_weighted(h, w, y, b, eps, zl, cap, ignore_index, cw):
+    """PyTorch's class-weighted cross-entropy with smoothing, plus the z-loss scaled
+    by the label's weight: w_y [(1-eps)(lse - z_y) + zl lse^2] + eps/V sum_c w_c (lse - z_c).
+    Returns (loss, count weight w_y (0 = ignored), d loss / d raw logit)."""
+    h = np.asarray(h, np.float64).reshape(-1, np.shape(w)[1])
+    cw = np.asarray(cw, np.float64)
+    y = np.asarray(y).reshape(-1)
+    vocab = np.shape(w)[0]
+    logits = h @ np.asarray(w, np.float64).T + (0.0 if b is None else np.asarray(b, np.float64))
+    z = logits if cap is None else cap * np.tanh(logits / cap)
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    ignored = np.zeros(y.shape, bool) if ignore_index is None else y == ignore_index
+    yc = np.where(ignored, 0, y)
+    onehot = np.eye(vocab)[yc]
+    p = np.exp(z - lse[:, None])
+    wy = cw[yc]
+    main = (1 - eps) * (lse - z[np.arange(len(yc)), yc]) + zl * lse**2
+    loss = wy * main + eps / vocab * (cw * (lse[:, None] - z)).sum(1)
+    dz = wy[:, None] * ((1 - eps) * (p - onehot) + 2 * zl * lse[:, None] * p) + eps / vocab * (cw.sum() * p - cw)
+    dl = dz if cap is None else dz * (1 - np.tanh(logits / cap) ** 2)
+    loss[ignored] = 0.0
+    dl[ignored] = 0.0
+    return loss, np.where(ignored, 0.0, wy), dl
+
+
 def _flat(a):
     return None if a is None else np.asarray(a).reshape(-1)
 
@@ -62,13 +91,16 @@ def _flat(a):
 def ref_all(h, w, y, b, opts, reduction="mean", weights=None, where=None, cot=None):
     """Reduced value and its gradients in hidden, weight and bias (for 'none',
     the gradients of sum(value * cot))."""
+    cw = opts.get("class_weights")
     loss, wi, dl = ref_terms(
         h, w, y, b, opts.get("label_smoothing", 0.0), opts.get("z_loss", 0.0),
-        opts.get("logit_softcap"), opts.get("ignore_index"),
+        opts.get("logit_softcap"), opts.get("ignore_index"), None if cw is None else np.asarray(cw),
     )
     reduce_args = (reduction, _flat(weights), _flat(where))
-    value = reduce_ref(loss, *reduce_args, counted=wi > 0)
-    c = reduce_ref_grad(loss.shape, *reduce_args, counted=wi > 0)  # d value / d loss_i
+    counted = wi > 0 if cw is None else ~np.isin(np.asarray(y).reshape(-1), [opts.get("ignore_index")])
+    count = None if cw is None else wi
+    value = reduce_ref(loss, *reduce_args, counted=counted, count=count)
+    c = reduce_ref_grad(loss.shape, *reduce_args, counted=counted, count=count)  # d value / d loss_i
     if reduction == "none":
         c = c * cot.reshape(-1)
     g = c[:, None] * dl
@@ -395,6 +427,144 @@ def test_precision_option():
         assert_matches(got, want, 2e-5, 2e-6, bias=False)
 
 
+# ---------------------------------------------------------------------------
+# Class weights, the token-chunk route, return_stats
+# ---------------------------------------------------------------------------
+
+ROUTES = {"vocab-chunks": {"chunk_size": 5}, "token-chunks": {"token_chunk_size": 3}, "default": {}}
+
+
+@pytest.mark.parametrize("route", ROUTES)
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_class_weights_float64(route, reduction):
+    """PyTorch's weighted cross-entropy (weighted mean over the labels' weights,
+    smoothing over every class's weight), with every other option on, by each route."""
+    use_bias, opts = split(OPTION_SETS["all"])
+    h, w, b, y = make(seed=21, ignore=IGNORE)
+    rng = np.random.default_rng(22)
+    cw = rng.uniform(0.0, 2.0, size=V)
+    cw[y.reshape(-1)[0]] = 0.0  # a used class of weight 0
+    opts["class_weights"] = cw
+    weights = rng.uniform(0.5, 2.0, size=y.shape)
+    cot = rng.normal(size=y.shape)
+    want = ref_all(h, w, y, b, opts, reduction, weights=weights, cot=cot)
+    with jax.enable_x64(True):
+        got = run(h, w, y, b, {**opts, "class_weights": jnp.asarray(cw)}, jnp.float64, reduction,
+                  weights=jnp.asarray(weights), cot=cot, **ROUTES[route])
+        assert_matches(got, want, 1e-10, 1e-12)
+
+
+def test_class_weights_gradient():
+    """class_weights are traced: their gradient matches central differences of the reference."""
+    h, w, b, y = make(seed=23)
+    cw = np.random.default_rng(24).uniform(0.5, 1.5, size=V)
+
+    def ref(c):
+        loss, wi, _ = ref_terms(h, w, y, b, 0.1, 1e-2, None, None, c)
+        return loss.sum() / wi.sum()
+
+    num = np.array([(ref(cw + e) - ref(cw - e)) / 2e-6 for e in np.eye(V) * 1e-6])
+    with jax.enable_x64(True):
+        for route in ("vocab-chunks", "token-chunks"):
+            g = jax.grad(lambda c: LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), bias=jnp.asarray(b),
+                                       class_weights=c, label_smoothing=0.1, z_loss=1e-2, **ROUTES[route]))(
+                jnp.asarray(cw))
+            np.testing.assert_allclose(np.asarray(g), num, rtol=1e-6, atol=1e-8, err_msg=route)
+
+
+@pytest.mark.parametrize("token_chunk", [1, 4, 10, 64])
+def test_token_chunks_with_weights_where_and_sum_and_weight(token_chunk):
+    """The token-chunk route for any chunk (N=10 is not a multiple of 4; 64 > N),
+    with per-token weights, a mask, ignored tokens and every option."""
+    use_bias, opts = split(OPTION_SETS["all"])
+    h, w, b, y = make(seed=25, ignore=IGNORE)
+    rng = np.random.default_rng(26)
+    weights = rng.uniform(0.0, 2.0, size=y.shape)
+    where = rng.uniform(size=y.shape) < 0.7
+    want = ref_all(h, w, y, b, opts, "sum", weights, where)
+    wsum = reduce_ref(np.ones(y.size), "sum", weights.reshape(-1), where.reshape(-1),
+                      counted=y.reshape(-1) != IGNORE)
+    with jax.enable_x64(True):
+        got = run(h, w, y, b, opts, jnp.float64, "sum", weights=jnp.asarray(weights), where=jnp.asarray(where),
+                  token_chunk_size=token_chunk)
+        assert_matches(got, want, 1e-10, 1e-12)
+        s, d = LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), bias=jnp.asarray(b), reduction="sum_and_weight",
+                   weights=jnp.asarray(weights), where=jnp.asarray(where), token_chunk_size=token_chunk, **opts)
+        np.testing.assert_allclose([float(s), float(d)], [want[0], wsum], rtol=1e-12)
+
+
+def test_batched_hidden_equals_flattened():
+    h, w, b, y = make(seed=27, lead=(2, 3, 4))
+    for route in ROUTES.values():
+        a = LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), reduction="none", **route)
+        f = LCE(jnp.asarray(h.reshape(-1, D)), jnp.asarray(w), jnp.asarray(y.reshape(-1)), reduction="none", **route)
+        assert a.shape == (2, 3, 4)
+        np.testing.assert_allclose(np.asarray(a).reshape(-1), np.asarray(f), rtol=1e-6)
+
+
+def _stats_ref(h, w, y, counted):
+    z = np.asarray(h, np.float64).reshape(-1, D) @ np.asarray(w, np.float64).T
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    hit = np.argmax(z, axis=1) == np.asarray(y).reshape(-1)  # NumPy's argmax: first maximum
+    c = np.asarray(counted).reshape(-1)
+    n = max(c.sum(), 1)
+    return lse.reshape(np.shape(y)), (lse**2)[c].sum() / n, hit[c].sum() / n
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_return_stats(route):
+    """lse per token, the unscaled mean of lse^2 and the argmax accuracy over the
+    counted tokens (mask, zero weight and ignored labels leave them); argmax ties
+    go to the lowest class, also across chunks (classes 2 and 30 tie)."""
+    h, w, b, y = make(seed=28, ignore=IGNORE)
+    w[2] *= 4.0  # the longest row, so hidden states along it pick it
+    w[30] = w[2]
+    y.reshape(-1)[:4] = [30, 2, 30, 2]
+    h.reshape(-1, D)[:4] = w[2] * 3.0  # tokens whose largest logits are the tie 2 == 30
+    assert np.argmax(h.reshape(-1, D)[:4] @ w.T, axis=1).tolist() == [2, 2, 2, 2]
+    where = np.ones(y.shape, bool)
+    where.reshape(-1)[5] = False
+    weights = np.ones(y.shape)
+    weights.reshape(-1)[6] = 0.0
+    counted = where & (weights != 0) & (y != IGNORE)
+    want_lse, want_z, want_acc = _stats_ref(h, w, y, counted)
+    with jax.enable_x64(True):
+        for reduction in ("mean", "none"):
+            loss, stats = LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), ignore_index=IGNORE, z_loss=0.5,
+                              reduction=reduction, where=jnp.asarray(where), weights=jnp.asarray(weights),
+                              return_stats=True, **ROUTES[route])
+            assert set(stats) == {"lse", "z_loss", "accuracy"}
+            np.testing.assert_allclose(np.asarray(stats["lse"]), want_lse, rtol=1e-12)
+            np.testing.assert_allclose(float(stats["z_loss"]), want_z, rtol=1e-12)
+            np.testing.assert_allclose(float(stats["accuracy"]), want_acc, rtol=1e-12)
+            plain = LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), ignore_index=IGNORE, z_loss=0.5,
+                        reduction=reduction, where=jnp.asarray(where), weights=jnp.asarray(weights), **ROUTES[route])
+            np.testing.assert_array_equal(np.asarray(loss), np.asarray(plain))
+
+
+def test_return_stats_nothing_counted_and_gradient():
+    h, w, b, y = make(seed=29)
+    y = np.full(y.shape, IGNORE, np.int32)
+
+    def f(h):
+        loss, stats = LCE(h, jnp.asarray(w), jnp.asarray(y), ignore_index=IGNORE, return_stats=True)
+        return loss + stats["z_loss"] + stats["accuracy"], stats
+
+    (v, stats), g = jax.value_and_grad(f, has_aux=True)(jnp.asarray(h, jnp.float32))
+    assert float(v) == 0 and float(stats["accuracy"]) == 0 and float(stats["z_loss"]) == 0
+    assert np.all(np.asarray(g) == 0)
+
+
+def test_bad_new_options():
+    h, w, b, y = (jnp.asarray(x) for x in make(seed=30))
+    with pytest.raises(ValueError, match=r"class_weights must be one value per class, shape \(37,\)"):
+        LCE(h, w, y, class_weights=jnp.ones(5))
+    with pytest.raises(ValueError, match="token_chunk_size .* cannot be combined with chunk_size"):
+        LCE(h, w, y, token_chunk_size=4, chunk_size=4)
+    with pytest.raises(ValueError, match="class_weights"):
+        LCE(h, w, y, class_weights=-jnp.ones(V))
+
+
 def test_class_and_sweep():
     h, w, b, y = make(seed=15)
     h, w = jnp.asarray(h, jnp.float32), jnp.asarray(w, jnp.float32)
@@ -530,6 +700,16 @@ def _vg_jaxpr(n, vocab, dim, chunk, **opts):
     y = jnp.zeros((n,), jnp.int32)
     f = jax.value_and_grad(lambda h, w, b: LCE(h, w, y, bias=b, chunk_size=chunk, **opts), argnums=(0, 1, 2))
     return jax.make_jaxpr(f)(h, w, b).jaxpr
+
+
+def test_token_chunk_route_has_no_logits_sized_array():
+    """The route that forms the gradients in the forward pass works on
+    [token_chunk_size, V] blocks: nothing of size [N, V] either."""
+    n, vocab, dim = 64, 1000, 16
+    h, w, y = jnp.zeros((n, dim)), jnp.zeros((vocab, dim)), jnp.zeros((n,), jnp.int32)
+    f = jax.value_and_grad(lambda h, w: LCE(h, w, y, token_chunk_size=8, label_smoothing=0.1), argnums=(0, 1))
+    shapes = set(_avals(jax.make_jaxpr(f)(h, w).jaxpr))
+    assert (8, vocab) in shapes and not {(n, vocab), (vocab, n)} & shapes
 
 
 def test_no_logits_sized_array_forward_or_backward():

@@ -114,3 +114,31 @@ def test_micro_batched_step_traces_once():
     for _ in range(2):
         params, state, _ = step(params, state, x, y)
     assert len(traces) == first  # compiled once
+
+
+def test_tuple_predictions_feed_linear_cross_entropy():
+    """An apply_fn returning (hidden, weight) drives linear_cross_entropy; two
+    micro-batches with very different padding give the full-batch update, which
+    is plain gradient descent on the NumPy mean over counted tokens."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(8, 4)).astype(np.float32)
+    y = rng.integers(0, 11, size=8).astype(np.int32)
+    y[:3] = -100  # the first micro-batch is mostly padding
+    params = {"proj": rng.normal(size=(4, 4)).astype(np.float32), "embed": rng.normal(size=(11, 4)).astype(np.float32)}
+
+    def apply(p, x):
+        return x @ p["proj"], p["embed"]
+
+    crit = jaxloss.LinearCrossEntropy(ignore_index=-100)
+    opt = optax.sgd(1.0)
+    full = jaxloss.make_train_step(apply, crit, opt)(params, opt.init(params), x, y)
+    micro = jaxloss.make_train_step(apply, crit, opt, micro_batches=2)(params, opt.init(params), x, y)
+    h = x.astype(np.float64) @ params["proj"]
+    z = h @ params["embed"].T.astype(np.float64)
+    keep = y != -100
+    lse = np.log(np.exp(z - z.max(1, keepdims=True)).sum(1)) + z.max(1)
+    want = np.mean((lse - z[np.arange(8), np.where(keep, y, 0)])[keep])
+    assert_close(full[2], want, rtol=1e-5)
+    assert_close(micro[2], want, rtol=1e-5)
+    for name in params:
+        assert_close(micro[0][name], full[0][name], rtol=1e-5, atol=1e-6)
