@@ -51,6 +51,10 @@ from .metric import margin_ranking_loss as margin_ranking_loss
 from .metric import ntxent_loss as ntxent_loss
 from .metric import supcon_loss as supcon_loss
 from .metric import triplet_loss as triplet_loss
+from .metric import CircleLoss as CircleLoss
+from .metric import MultiSimilarityLoss as MultiSimilarityLoss
+from .metric import circle_loss as circle_loss
+from .metric import multi_similarity_loss as multi_similarity_loss
 from .multiclass import CrossEntropy as CrossEntropy
 from .multiclass import MulticlassHingeLoss as MulticlassHingeLoss
 from .multiclass import NLLLoss as NLLLoss
@@ -61,6 +65,10 @@ from .multiclass import multiclass_hinge_loss as multiclass_hinge_loss
 from .multiclass import nll_loss as nll_loss
 from .multiclass import softmax_focal_loss as softmax_focal_loss
 from .multiclass import sparse_cross_entropy as sparse_cross_entropy
+from .multimodal import CLIPLoss as CLIPLoss
+from .multimodal import SigLIPLoss as SigLIPLoss
+from .multimodal import clip_loss as clip_loss
+from .multimodal import siglip_loss as siglip_loss
 from .regression import GaussianNLLLoss as GaussianNLLLoss
 from .regression import HuberLoss as HuberLoss
 from .regression import LogCoshLoss as LogCoshLoss
@@ -172,6 +180,14 @@ __all__ = [
     "SupConLoss",
     "triplet_loss",
     "TripletLoss",
+    "circle_loss",
+    "CircleLoss",
+    "multi_similarity_loss",
+    "MultiSimilarityLoss",
+    "clip_loss",
+    "CLIPLoss",
+    "siglip_loss",
+    "SigLIPLoss",
     "linear_cross_entropy",
     "LinearCrossEntropy",
     "vocab_parallel_cross_entropy",

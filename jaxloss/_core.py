@@ -73,6 +73,7 @@ Reduction = Literal["mean", "sum", "none", "sum_and_weight"]
 REDUCTIONS = ("mean", "sum", "none", "sum_and_weight")
 _COMMON = ("reduction", "weights", "where")
 _ELEMENT_WEIGHTS = "element_weights"  # the kernel parameter of dense layouts
+_LOSS_WHERE = "loss_where"  # the kernel parameter of kernels that see the ``where`` mask
 
 # ---------------------------------------------------------------------------
 # dtype policy
@@ -119,6 +120,12 @@ class Layout:
         otherwise one that broadcasts to the inputs reaches the kernel as
         ``element_weights`` (its masked elements zeroed in the inputs first).
       values: domains of input values, checked inside :func:`value_checks`.
+      batch_axis_name: the name of a static option that holds a ``shard_map``
+        mesh axis (or tuple of axes) over which the batch -- the unreduced
+        loss's first axis -- is split. When that option is not ``None``, the sum
+        and the weight of ``"mean"``, ``"sum"`` and ``"sum_and_weight"`` are
+        all-reduced (``psum``) over it before ``"mean"`` divides, so every
+        device returns the global value; ``"none"`` stays per device.
     """
 
     floats: tuple[str, ...] | None = None
@@ -131,6 +138,7 @@ class Layout:
     native: tuple[str, ...] = ()
     dense: bool = False
     values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
+    batch_axis_name: str | None = None
 
     def axis(self, options: Mapping[str, Any]) -> int | None:
         """The reduced axis for these static options (may be negative)."""
@@ -295,7 +303,10 @@ class Example:
       sweep: ``(hparam, values)`` used to show a hyper-parameter is traced.
       differentiable: indices of the inputs the shared tests differentiate.
       grad_order: highest order for ``check_grads`` (2 where the loss is smooth
-        at the sample inputs, 1 otherwise).
+        at the sample inputs, 1 otherwise; 0 where the gradient is by design not
+        the derivative of the value -- stop-gradient weights, as Circle loss's --
+        so no finite-difference check applies and the family's tests check the
+        gradient against an independent reference).
       optax: name of the equivalent function in ``optax.losses``, or None.
     """
 
@@ -393,6 +404,7 @@ class Signature:
     static: Mapping[str, Any]
     static_types: Mapping[str, Static]
     dense: bool
+    sees_where: bool = False
 
     @classmethod
     def parse(cls, kernel: Callable[..., Any], name: str, static: Mapping[str, Static] | Sequence[str]) -> Signature:
@@ -401,6 +413,7 @@ class Signature:
         inputs = tuple(p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD))
         keywords = {p.name: p.default for p in params if p.kind == p.KEYWORD_ONLY}
         dense = keywords.pop(_ELEMENT_WEIGHTS, inspect.Parameter.empty) is None
+        sees_where = keywords.pop(_LOSS_WHERE, inspect.Parameter.empty) is None
         types = dict(static) if isinstance(static, Mapping) else {k: ANY for k in static}
         for k, v in keywords.items():
             if v is inspect.Parameter.empty:
@@ -419,6 +432,7 @@ class Signature:
             static={k: v for k, v in keywords.items() if k in types},
             static_types=types,
             dense=dense,
+            sees_where=sees_where,
         )
 
     @property
@@ -552,6 +566,8 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         kernel_options = {**hparams, **options}
         if sig.dense:
             kernel_options[_ELEMENT_WEIGHTS] = None
+        if sig.sees_where:
+            kernel_options[_LOSS_WHERE] = None
         loss_shape = jax.eval_shape(lambda *xs: _run_kernel(kernel, xs, kernel_options).loss, *arrays).shape
         element = None
         if sig.dense:
@@ -565,12 +581,22 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
             if layout.mask_inputs:
                 mask = jnp.broadcast_to(where, loss_shape)
                 arrays = tuple(layout.mask(a, mask, options) for a in arrays)
+            if sig.sees_where:
+                kernel_options[_LOSS_WHERE] = jnp.broadcast_to(where, loss_shape)
         if checked:
             _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options, weights, element)
         out = _run_kernel(kernel, arrays, kernel_options)
         values = out.loss.astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
-        return reduce_loss(values, reduction=reduction, weights=w, where=where, count=out.count)
+        axis_name = options.get(layout.batch_axis_name) if layout.batch_axis_name else None
+        if axis_name is None or reduction == "none":
+            return reduce_loss(values, reduction=reduction, weights=w, where=where, count=out.count)
+        total, den = jax.lax.psum(
+            reduce_loss(values, reduction="sum_and_weight", weights=w, where=where, count=out.count), axis_name
+        )
+        if reduction == "sum":
+            return total
+        return (total, den) if reduction == "sum_and_weight" else safe_div(total, den)
 
     return compute
 
@@ -723,6 +749,11 @@ def loss(
     gradient. Numeric options (every keyword option not in ``static``) are
     traced; Python numbers among them become arrays of the compute dtype, so
     they are floats inside the kernel (make an integer option static).
+
+    A kernel with a keyword argument ``loss_where=None`` (not part of the public
+    signature) receives the ``where`` mask broadcast to the unreduced loss's
+    shape, or ``None``: for losses in which a masked example must also leave the
+    other examples' terms (an in-batch negative that is padding).
 
     Args:
       kernel: the per-element (or per-example) math.
