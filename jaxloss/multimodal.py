@@ -250,7 +250,8 @@ def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis
     With logits :math:`z_{ij} = s\, \hat a_i \cdot \hat b_j` over the batch's
     :math:`B'` counted examples (not masked by ``where``),
 
-    .. math:: \ell_i = \tfrac12\Bigl(\mathrm{CE}_\epsilon(z_{i\cdot},\, i) + \mathrm{CE}_\epsilon(z_{\cdot i},\, i)\Bigr),
+    .. math:: \ell_i = \tfrac12\Bigl(\mathrm{CE}_\epsilon(z_{i\cdot},\, i)
+                            + \mathrm{CE}_\epsilon(z_{\cdot i},\, i)\Bigr),
               \qquad
               \mathrm{CE}_\epsilon(z, i) = \log\sum_j e^{z_j} - (1 - \epsilon)\, z_i - \frac{\epsilon}{B'}\sum_j z_j
 
