@@ -57,6 +57,7 @@ from ._checks import (
 )
 from ._core import Example, Layout, Unreduced, builtin
 from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt, softplus
+from ._sharding import replicated
 
 metric = builtin("metric")
 
@@ -119,9 +120,11 @@ def _pairwise_sq_dists(x):
     return jnp.where(eye, 0.0, d2)
 
 
-def _label_masks(labels):
-    """(positive mask without the diagonal, negative mask), both ``[B, B]``."""
-    same = labels[:, None] == labels[None, :]
+def _label_masks(labels, columns=None):
+    """(positive mask without the diagonal, negative mask), both ``[B, B]``
+    (``columns``: the labels of the columns, when given separately)."""
+    columns = labels if columns is None else columns
+    same = labels[:, None] == columns[None, :]
     eye = jnp.eye(labels.shape[0], dtype=bool)
     return same & ~eye, ~same
 
@@ -668,8 +671,10 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
 def _pair_similarities(embeddings, labels):
     """Cosine similarities ``[B, B]`` and the (positive, negative) pair masks."""
     z = _unit(embeddings)
-    s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST)
-    pos, neg = _label_masks(labels)
+    # under an explicit mesh with the batch split, gather the second operand (and the
+    # labels) so the [B, B] result is sharded by rows only
+    s = jnp.matmul(z, replicated(z).T, precision=lax.Precision.HIGHEST)
+    pos, neg = _label_masks(labels, replicated(labels))
     return s, pos, neg
 
 

@@ -39,7 +39,7 @@ from jax import lax
 from ._checks import ANY, FLAG, POSITIVE, UNIT_HALF_OPEN, choice
 from ._core import Example, Layout, builtin
 from ._numerics import softplus
-from ._sharding import to_varying
+from ._sharding import replicated, to_varying
 
 multimodal = builtin("multimodal")
 
@@ -65,8 +65,9 @@ def _unit(x):
 
 
 def _mm(x, y):
-    """``x @ y.T`` for ``[m, D]`` and ``[k, D]``."""
-    return lax.dot_general(x, y, (((1,), (1,)), ((), ())))
+    """``x @ y.T`` for ``[m, D]`` and ``[k, D]`` (``y`` gathered first when the batch is
+    split over an explicit mesh axis: the ``[m, k]`` result keeps ``x``'s sharding)."""
+    return lax.dot_general(x, replicated(y), (((1,), (1,)), ((), ())))
 
 
 def _validate(name, a, b, *, axis_name=None, gather="all", **_):
@@ -141,12 +142,17 @@ def _clip_dense(a, b, a_all, b_all, scale, eps, valid, valid_all, offset):
     cols = valid_all[None, :]
     target = scale * jnp.sum(a * b, axis=-1)
 
+    # the column mask enters additively and multiplicatively (not through a select), so
+    # that under an explicit mesh a row-sharded z and the replicated mask combine
+    minus_inf = jnp.where(cols, 0.0, -jnp.inf).astype(a.dtype)
+    ones = cols.astype(a.dtype)
+
     def ce(z):
-        zm = jnp.where(cols, z, -jnp.inf)
+        zm = z + minus_inf
         mx = lax.stop_gradient(jnp.max(zm, axis=-1, keepdims=True))
         mx = jnp.where(jnp.isfinite(mx), mx, 0.0)
         lse = _finish_lse(mx[:, 0], jnp.sum(jnp.exp(zm - mx), axis=-1))
-        mean_z = jnp.sum(jnp.where(cols, z, 0.0), axis=-1) / jnp.maximum(n_valid, 1.0)
+        mean_z = jnp.sum(z * ones, axis=-1) / jnp.maximum(n_valid, 1.0)
         return lse - (1.0 - eps) * target - eps * mean_z
 
     rows = ce(scale * _mm(a, b_all))  # a_i against every b_j
@@ -305,7 +311,7 @@ def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis
     """
     a, b, valid = _prepare(a, b, normalize, loss_where)
     if axis_name is None:
-        return _clip_dense(a, b, a, b, scale, label_smoothing, valid, valid, 0)
+        return _clip_dense(a, b, a, b, scale, label_smoothing, valid, replicated(valid), 0)
     if gather == "all":
         gathered = lax.all_gather((a, b, valid), axis_name, tiled=True)
         offset = lax.axis_index(axis_name) * a.shape[0]
@@ -323,8 +329,8 @@ def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis
 
 def _siglip_dense(a, b_all, scale, bias, valid, valid_all, offset):
     z = scale * _mm(a, b_all) + bias
-    labels = jnp.arange(b_all.shape[0])[None, :] == (offset + jnp.arange(a.shape[0]))[:, None]
-    terms = softplus(jnp.where(labels, -z, z))  # -log sigmoid(y z), y = +1 on the diagonal
+    labels = (jnp.arange(b_all.shape[0])[None, :] == (offset + jnp.arange(a.shape[0]))[:, None]).astype(z.dtype)
+    terms = softplus(z - 2.0 * labels * z)  # -log sigmoid(y z) with y = 2 labels - 1 (+1 on the diagonal)
     mask = valid[:, None] & valid_all[None, :]
     return jnp.sum(jnp.where(mask, terms, 0.0), axis=-1)
 
@@ -451,7 +457,7 @@ def siglip_loss(a, b, *, scale=10.0, bias=-10.0, normalize=True, axis_name=None,
     """
     a, b, valid = _prepare(a, b, normalize, loss_where)
     if axis_name is None:
-        return _siglip_dense(a, b, scale, bias, valid, valid, 0)
+        return _siglip_dense(a, b, scale, bias, valid, replicated(valid), 0)
     if gather == "all":
         b_all, valid_all = lax.all_gather((b, valid), axis_name, tiled=True)
         offset = lax.axis_index(axis_name) * a.shape[0]
