@@ -12,7 +12,8 @@ split over 8 devices (in float64, and once in float32):
 2. ``jax.grad`` of the shard-mapped loss (``out_specs=P()``), taken from outside,
    equals the single-device gradient for ``a``, ``b``, ``scale``, ``bias`` (SigLIP)
    and ``label_smoothing`` (CLIP);
-3. the ``python`` blocks of docs/contrastive.md run and their assertions hold.
+3. the same gradients under ``shard_map(check_vma=False)`` (CLIP, ring);
+4. the ``python`` blocks of docs/contrastive.md run and their assertions hold.
 
 Prints one line per check and exits 1 if any failed.
 """
@@ -150,6 +151,22 @@ for _name, _hp, _opts in CASES:
 # float32 (the default dtype): CLIP's ring here, SigLIP's ring in the docs' training step below
 check("clip_loss gather=ring == one device (float32)")(
     lambda: run_case(*CASES[0], "ring", jnp.float32, 2e-5, 2e-6))
+
+
+@check("clip_loss gather=ring under shard_map(check_vma=False): gradients from outside == one device")
+def _unchecked():
+    with jax.enable_x64(True):
+        a, b, w, m = data(jnp.float64)
+
+        def local(a_, b_, s_):
+            return jaxloss.clip_loss(a_, b_, scale=s_, axis_name="data", gather="ring")
+
+        f = jax.shard_map(local, mesh=MESH, in_specs=(P("data"), P("data"), P()), out_specs=P(), check_vma=False)
+        g8 = jax.jit(jax.grad(f, argnums=(0, 1, 2)))(a, b, jnp.float64(3.0))
+        g1 = jax.jit(jax.grad(lambda *x: jaxloss.clip_loss(x[0], x[1], scale=x[2]), argnums=(0, 1, 2)))(
+            a, b, jnp.float64(3.0))
+        for what, x, y in zip("abs", g8, g1):
+            close(x, y, f"check_vma=False: d / d {what}", 1e-10, 1e-12)
 
 
 @check("docs/contrastive.md: the python blocks run and their assertions hold")
