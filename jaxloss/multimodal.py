@@ -135,9 +135,9 @@ def _sample(rng):
 # ---------------------------------------------------------------------------
 
 
-def _clip_dense(a, b, a_all, b_all, scale, eps, valid, valid_all, offset):
+def _clip_dense(a, b, a_all, b_all, scale, eps, valid, valid_all):
     """Per-example CLIP losses of the rows ``a``, ``b`` against the whole batch
-    ``a_all``, ``b_all`` (rows ``offset..offset+m`` of which are ``a``, ``b``)."""
+    ``a_all``, ``b_all`` (which contains them)."""
     n_valid = jnp.sum(valid_all).astype(a.dtype)
     cols = valid_all[None, :]
     target = scale * jnp.sum(a * b, axis=-1)
@@ -157,7 +157,6 @@ def _clip_dense(a, b, a_all, b_all, scale, eps, valid, valid_all, offset):
 
     rows = ce(scale * _mm(a, b_all))  # a_i against every b_j
     columns = ce(scale * _mm(b, a_all))  # b_i against every a_j
-    del offset
     return jnp.where(valid, 0.5 * (rows + columns), 0.0)
 
 
@@ -311,11 +310,10 @@ def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis
     """
     a, b, valid = _prepare(a, b, normalize, loss_where)
     if axis_name is None:
-        return _clip_dense(a, b, a, b, scale, label_smoothing, valid, replicated(valid), 0)
+        return _clip_dense(a, b, a, b, scale, label_smoothing, valid, replicated(valid))
     if gather == "all":
-        gathered = lax.all_gather((a, b, valid), axis_name, tiled=True)
-        offset = lax.axis_index(axis_name) * a.shape[0]
-        return _clip_dense(a, b, gathered[0], gathered[1], scale, label_smoothing, valid, gathered[2], offset)
+        a_all, b_all, valid_all = lax.all_gather((a, b, valid), axis_name, tiled=True)
+        return _clip_dense(a, b, a_all, b_all, scale, label_smoothing, valid, valid_all)
     # Replicated hyper-parameters enter the ring as device-varying values, so their
     # (per-device) cotangents are summed over the axis by JAX.
     scale, eps = (to_varying(x, axis_name) for x in (scale, label_smoothing))
