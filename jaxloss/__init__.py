@@ -42,16 +42,20 @@ from .margin_softmax import CosFaceLoss as CosFaceLoss
 from .margin_softmax import arcface_loss as arcface_loss
 from .margin_softmax import cosface_loss as cosface_loss
 from .metric import BatchTripletLoss as BatchTripletLoss
+from .metric import CircleLoss as CircleLoss
 from .metric import ContrastiveLoss as ContrastiveLoss
 from .metric import CosineEmbeddingLoss as CosineEmbeddingLoss
 from .metric import MarginRankingLoss as MarginRankingLoss
+from .metric import MultiSimilarityLoss as MultiSimilarityLoss
 from .metric import NTXentLoss as NTXentLoss
 from .metric import SupConLoss as SupConLoss
 from .metric import TripletLoss as TripletLoss
 from .metric import batch_triplet_loss as batch_triplet_loss
+from .metric import circle_loss as circle_loss
 from .metric import contrastive_loss as contrastive_loss
 from .metric import cosine_embedding_loss as cosine_embedding_loss
 from .metric import margin_ranking_loss as margin_ranking_loss
+from .metric import multi_similarity_loss as multi_similarity_loss
 from .metric import ntxent_loss as ntxent_loss
 from .metric import supcon_loss as supcon_loss
 from .metric import triplet_loss as triplet_loss
@@ -65,6 +69,10 @@ from .multiclass import multiclass_hinge_loss as multiclass_hinge_loss
 from .multiclass import nll_loss as nll_loss
 from .multiclass import softmax_focal_loss as softmax_focal_loss
 from .multiclass import sparse_cross_entropy as sparse_cross_entropy
+from .multimodal import CLIPLoss as CLIPLoss
+from .multimodal import SigLIPLoss as SigLIPLoss
+from .multimodal import clip_loss as clip_loss
+from .multimodal import siglip_loss as siglip_loss
 from .probabilistic import CRPSEnsembleLoss as CRPSEnsembleLoss
 from .probabilistic import CRPSGaussianLoss as CRPSGaussianLoss
 from .probabilistic import EnergyScoreLoss as EnergyScoreLoss
@@ -194,6 +202,14 @@ __all__ = [
     "SupConLoss",
     "triplet_loss",
     "TripletLoss",
+    "circle_loss",
+    "CircleLoss",
+    "multi_similarity_loss",
+    "MultiSimilarityLoss",
+    "clip_loss",
+    "CLIPLoss",
+    "siglip_loss",
+    "SigLIPLoss",
     "linear_cross_entropy",
     "LinearCrossEntropy",
     "arcface_loss",

@@ -586,6 +586,81 @@ class TripletLoss(FunctionLoss):
     def __call__(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def circle_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def circle_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CircleLoss(FunctionLoss):
+    margin: ArrayLike
+    gamma: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> CircleLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def multi_similarity_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def multi_similarity_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MultiSimilarityLoss(FunctionLoss):
+    alpha: ArrayLike
+    beta: ArrayLike
+    base: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> MultiSimilarityLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def clip_loss(
+    a: ArrayLike, b: ArrayLike, *, scale: ArrayLike = ..., label_smoothing: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def clip_loss(
+    a: ArrayLike, b: ArrayLike, *, scale: ArrayLike = ..., label_smoothing: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CLIPLoss(FunctionLoss):
+    scale: ArrayLike
+    label_smoothing: ArrayLike
+    normalize: bool
+    axis_name: Any
+    gather: Literal['all', 'ring']
+    reduction: AnyReduction
+    def __init__(self, *, scale: ArrayLike = ..., label_smoothing: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, scale: ArrayLike = ..., label_smoothing: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> CLIPLoss: ...  # type: ignore[override]
+    def __call__(self, a: ArrayLike, b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def siglip_loss(
+    a: ArrayLike, b: ArrayLike, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def siglip_loss(
+    a: ArrayLike, b: ArrayLike, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SigLIPLoss(FunctionLoss):
+    scale: ArrayLike
+    bias: ArrayLike
+    normalize: bool
+    axis_name: Any
+    gather: Literal['all', 'ring']
+    reduction: AnyReduction
+    def __init__(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> SigLIPLoss: ...  # type: ignore[override]
+    def __call__(self, a: ArrayLike, b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def linear_cross_entropy(
     hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[True], reduction: AnyReduction = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array | tuple[jax.Array, jax.Array], dict[str, jax.Array]]: ...

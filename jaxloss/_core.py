@@ -74,6 +74,7 @@ REDUCTIONS = ("mean", "sum", "none", "sum_and_weight")
 _COMMON = ("reduction", "weights", "where")
 _ELEMENT_WEIGHTS = "element_weights"  # the kernel parameter of dense layouts
 _ELEMENT_WHERE = "element_where"  # optional second one: the per-element mask alone (validity, not weight)
+_LOSS_WHERE = "loss_where"  # the kernel parameter of kernels that see the ``where`` mask
 
 # ---------------------------------------------------------------------------
 # dtype policy
@@ -128,6 +129,12 @@ class Layout:
         ``[...]``): a ``where`` of the loss's shape masks them along their
         leading axes. Their shapes are then checked by the loss's ``validate``.
       values: domains of input values, checked inside :func:`value_checks`.
+      batch_axis_name: the name of a static option that holds a ``shard_map``
+        mesh axis (or tuple of axes) over which the batch -- the unreduced
+        loss's first axis -- is split. When that option is not ``None``, the sum
+        and the weight of ``"mean"``, ``"sum"`` and ``"sum_and_weight"`` are
+        all-reduced (``psum``) over it before ``"mean"`` divides, so every
+        device returns the global value; ``"none"`` stays per device.
     """
 
     floats: tuple[str, ...] | None = None
@@ -141,6 +148,7 @@ class Layout:
     dense: bool = False
     trailing: bool = False
     values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
+    batch_axis_name: str | None = None
 
     def axis(self, options: Mapping[str, Any]) -> int | None:
         """The reduced axis for these static options (may be negative)."""
@@ -360,7 +368,10 @@ class Example:
       sweep: ``(hparam, values)`` used to show a hyper-parameter is traced.
       differentiable: indices of the inputs the shared tests differentiate.
       grad_order: highest order for ``check_grads`` (2 where the loss is smooth
-        at the sample inputs, 1 otherwise).
+        at the sample inputs, 1 otherwise; 0 where the gradient is by design not
+        the derivative of the value -- stop-gradient weights, as Circle loss's --
+        so no finite-difference check applies and the family's tests check the
+        gradient against an independent reference).
       optax: name of the equivalent function in ``optax.losses``, or None.
     """
 
@@ -459,6 +470,7 @@ class Signature:
     static_types: Mapping[str, Static]
     dense: bool
     element_where: bool = False
+    sees_where: bool = False
 
     @classmethod
     def parse(cls, kernel: Callable[..., Any], name: str, static: Mapping[str, Static] | Sequence[str]) -> Signature:
@@ -470,6 +482,7 @@ class Signature:
         element_where = keywords.pop(_ELEMENT_WHERE, inspect.Parameter.empty) is None
         if element_where and not dense:
             raise TypeError(f"{name}: a kernel taking element_where=None must also take element_weights=None")
+        sees_where = keywords.pop(_LOSS_WHERE, inspect.Parameter.empty) is None
         types = dict(static) if isinstance(static, Mapping) else {k: ANY for k in static}
         for k, v in keywords.items():
             if v is inspect.Parameter.empty:
@@ -489,6 +502,7 @@ class Signature:
             static_types=types,
             dense=dense,
             element_where=element_where,
+            sees_where=sees_where,
         )
 
     @property
@@ -625,6 +639,8 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
             kernel_options[_ELEMENT_WEIGHTS] = None
             if sig.element_where:
                 kernel_options[_ELEMENT_WHERE] = None
+        if sig.sees_where:
+            kernel_options[_LOSS_WHERE] = None
         loss_shape = jax.eval_shape(lambda *xs: _run_kernel(kernel, xs, kernel_options).loss, *arrays).shape
         element = None
         if sig.dense:
@@ -640,12 +656,21 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
             if layout.mask_inputs:
                 mask = jnp.broadcast_to(where, loss_shape)
                 arrays = tuple(layout.mask(a, mask, options) for a in arrays)
+            if sig.sees_where:
+                kernel_options[_LOSS_WHERE] = jnp.broadcast_to(where, loss_shape)
         if checked:
             _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options, weights, element)
         out = _run_kernel(kernel, arrays, kernel_options)
         values = out.loss.astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
-        reduced, fused_aux = _reduce(values, reduction, w, where, out.count, out.fused)
+        axis_name = options.get(layout.batch_axis_name) if layout.batch_axis_name else None
+        if axis_name is None or reduction == "none":
+            reduced, fused_aux = _reduce(values, reduction, w, where, out.count, out.fused)
+        else:  # the global sum and weight over the batch axis, on every device
+            (total, den), fused_aux = _reduce(values, "sum_and_weight", w, where, out.count, out.fused)
+            total, den = jax.lax.psum((total, den), axis_name)
+            reduced = total if reduction == "sum" else (total, den) if reduction == "sum_and_weight" else safe_div(
+                total, den)
         if out.aux is None:
             return reduced
         per_element = out.aux.per_element if fused_aux is None else fused_aux
@@ -810,6 +835,11 @@ def loss(
     gradient. Numeric options (every keyword option not in ``static``) are
     traced; Python numbers among them become arrays of the compute dtype, so
     they are floats inside the kernel (make an integer option static).
+
+    A kernel with a keyword argument ``loss_where=None`` (not part of the public
+    signature) receives the ``where`` mask broadcast to the unreduced loss's
+    shape, or ``None``: for losses in which a masked example must also leave the
+    other examples' terms (an in-batch negative that is padding).
 
     Args:
       kernel: the per-element (or per-example) math.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-__all__ = ["to_varying", "varying", "vma"]
+__all__ = ["replicated", "to_varying", "varying", "vma"]
 
 
 def vma(*xs) -> frozenset:
@@ -35,3 +35,20 @@ def to_varying(x, axis_name):
     """Mark ``x`` as varying over ``axis_name`` inside ``shard_map`` (a no-op when
     it already is), so that its cotangent is summed over the axis."""
     return varying(x, tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,))
+
+
+def replicated(x):
+    """``x`` resharded to be replicated when it lives on a mesh with explicit axes
+    and is split over any of them (e.g. the second operand of an in-batch
+    ``[B, B]`` product ``x @ x.T``, whose result could not be sharded along both
+    axes); ``x`` itself otherwise (``shard_map``, ``Auto`` meshes, one device)."""
+    sharding = getattr(jax.typeof(x), "sharding", None)
+    mesh = getattr(sharding, "mesh", None)
+    spec = getattr(sharding, "spec", None)
+    explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
+    types = getattr(mesh, "axis_types", None) or ()
+    if explicit is None or spec is None or not any(t == explicit for t in types):
+        return x
+    if all(s is None for s in spec):
+        return x
+    return jax.sharding.reshard(x, jax.sharding.PartitionSpec())

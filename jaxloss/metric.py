@@ -56,15 +56,18 @@ from ._checks import (
     is_concrete,
 )
 from ._core import Example, Layout, Unreduced, builtin
-from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt
+from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt, softplus
+from ._sharding import replicated
 
 metric = builtin("metric")
 
 __all__ = [
     "batch_triplet_loss", "BatchTripletLoss",
+    "circle_loss", "CircleLoss",
     "contrastive_loss", "ContrastiveLoss",
     "cosine_embedding_loss", "CosineEmbeddingLoss",
     "margin_ranking_loss", "MarginRankingLoss",
+    "multi_similarity_loss", "MultiSimilarityLoss",
     "ntxent_loss", "NTXentLoss",
     "supcon_loss", "SupConLoss",
     "triplet_loss", "TripletLoss",
@@ -117,9 +120,11 @@ def _pairwise_sq_dists(x):
     return jnp.where(eye, 0.0, d2)
 
 
-def _label_masks(labels):
-    """(positive mask without the diagonal, negative mask), both ``[B, B]``."""
-    same = labels[:, None] == labels[None, :]
+def _label_masks(labels, columns=None):
+    """(positive mask without the diagonal, negative mask), both ``[B, B]``
+    (``columns``: the labels of the columns, when given separately)."""
+    columns = labels if columns is None else columns
+    same = labels[:, None] == columns[None, :]
     eye = jnp.eye(labels.shape[0], dtype=bool)
     return same & ~eye, ~same
 
@@ -663,6 +668,123 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
     return Unreduced(jnp.where(has_pos, lse - mean_pos, 0.0), has_pos.astype(s.dtype))
 
 
+def _pair_similarities(embeddings, labels):
+    """Cosine similarities ``[B, B]`` and the (positive, negative) pair masks."""
+    z = _unit(embeddings)
+    # under an explicit mesh with the batch split, gather the second operand (and the
+    # labels) so the [B, B] result is sharded by rows only
+    s = jnp.matmul(z, replicated(z).T, precision=lax.Precision.HIGHEST)
+    pos, neg = _label_masks(labels, replicated(labels))
+    return s, pos, neg
+
+
+@metric(checks={"margin": Interval(0.0, 1.0), "gamma": POSITIVE}, layout=_BATCH, validate=_batch_validate,
+        example=Example(_contrastive_batch_sample, sweep=("margin", (0.1, 0.25, 0.4, 0.6)), grad_order=0))
+def circle_loss(embeddings, labels, *, margin=0.4, gamma=80.0):
+    r"""Circle loss (Sun et al., 2020) on in-batch pairs, with class-level labels.
+
+    With cosine similarities :math:`s_{ij}`, each anchor's positives
+    :math:`P(i) = \{p \ne i: y_p = y_i\}` and negatives
+    :math:`N(i) = \{n: y_n \ne y_i\}`, margin :math:`m` and scale :math:`\gamma`:
+
+    .. math:: \ell_i = \operatorname{softplus}\Bigl(
+                \log\sum_{p \in P(i)} e^{-\gamma\, \alpha_p (s_{ip} - \Delta_p)}
+              + \log\sum_{n \in N(i)} e^{\gamma\, \alpha_n (s_{in} - \Delta_n)}\Bigr),
+
+    .. math:: \alpha_p = [1 + m - s_{ip}]_+,\quad \alpha_n = [s_{in} + m]_+,\quad
+              \Delta_p = 1 - m,\quad \Delta_n = m
+
+    The adaptive weights :math:`\alpha_p, \alpha_n` are constants for the
+    gradient (``stop_gradient``), as in the paper and pytorch-metric-learning's
+    ``CircleLoss``, whose semantics this follows (cosine similarity, no miner):
+    so ``jax.grad`` is the paper's gradient, not the derivative of the value
+    with respect to the similarities through :math:`\alpha`. An anchor without a
+    positive or without a negative is not counted (:math:`\ell_i = 0`), and
+    ``"mean"`` is over the counted anchors (pytorch-metric-learning's default
+    ``MeanReducer`` averages over every anchor, the uncounted ones as 0).
+    Embeddings are normalised with the floor of :func:`ntxent_loss`, so equal
+    (:math:`s = 1`) or opposite (:math:`s = -1`) embeddings and zero vectors
+    give finite gradients.
+
+    Args:
+      embeddings: ``[B, D]``, floating point (normalised inside).
+      labels: ``[B]`` integer labels; equal labels form positive pairs.
+      margin: the relaxation :math:`m \in [0, 1]` (the paper suggests 0.25 for
+        face recognition, 0.4 is pytorch-metric-learning's default).
+      gamma: the scale :math:`\gamma > 0` (80; 256 for face recognition).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the ``[B]`` per-anchor losses
+      (0 for an anchor that is not counted).
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]); y = jnp.array([0, 0, 1])
+      >>> # anchor 0: s_p = 1 (alpha_p = 0.4), s_n = 0 (alpha_n = 0.4)
+      >>> ref = np.logaddexp(0, -80 * 0.4 * (1 - 0.6) + 80 * 0.4 * (0 - 0.4))
+      >>> out = jaxloss.circle_loss(x, y, reduction="none")
+      >>> bool(np.allclose(out, [ref, ref, 0.0], rtol=1e-5)), bool(np.isclose(jaxloss.circle_loss(x, y), ref))
+      (True, True)
+    """
+    s, pos, neg = _pair_similarities(embeddings, labels)
+    sg = lax.stop_gradient(s)
+    alpha_p = jax.nn.relu(1.0 + margin - sg)
+    alpha_n = jax.nn.relu(sg + margin)
+    logit_p = -gamma * alpha_p * (s - (1.0 - margin))
+    logit_n = gamma * alpha_n * (s - margin)
+    counted = jnp.any(pos, axis=-1) & jnp.any(neg, axis=-1)
+    value = softplus(masked_logsumexp(logit_p, pos) + masked_logsumexp(logit_n, neg))
+    return Unreduced(jnp.where(counted, value, 0.0), counted.astype(s.dtype))
+
+
+def _log1p_sum_exp(x, mask):
+    r""":math:`\log(1 + \sum_{mask} e^{x})` per row (0 for an empty row)."""
+    has = jnp.any(mask, axis=-1)
+    return jnp.where(has, softplus(masked_logsumexp(x, mask)), 0.0)
+
+
+@metric(checks={"alpha": POSITIVE, "beta": POSITIVE, "base": Interval(-1.0, 1.0)}, layout=_BATCH,
+        validate=_batch_validate,
+        example=Example(_contrastive_batch_sample, sweep=("base", (0.0, 0.25, 0.5, 0.75))))
+def multi_similarity_loss(embeddings, labels, *, alpha=2.0, beta=50.0, base=0.5):
+    r"""Multi-Similarity loss (Wang et al., 2019) on in-batch pairs, without mining.
+
+    With cosine similarities :math:`s_{ij}`, positives
+    :math:`P(i) = \{p \ne i: y_p = y_i\}`, negatives :math:`N(i) = \{n: y_n \ne y_i\}`
+    and the similarity offset :math:`\lambda` (``base``):
+
+    .. math:: \ell_i = \frac{1}{\alpha}\log\Bigl(1 + \sum_{p \in P(i)} e^{-\alpha (s_{ip} - \lambda)}\Bigr)
+                     + \frac{1}{\beta}\log\Bigl(1 + \sum_{n \in N(i)} e^{\beta (s_{in} - \lambda)}\Bigr)
+
+    Semantics of pytorch-metric-learning's ``MultiSimilarityLoss`` with its
+    cosine similarity and no miner (the paper's pair mining is a separate step
+    there too): a term with no pairs is 0, and ``"mean"`` is over all anchors.
+    Written as ``softplus`` of a masked log-sum-exp, so it is exact for any
+    :math:`\beta` and has finite gradients at :math:`s = \pm 1`.
+
+    Args:
+      embeddings: ``[B, D]``, floating point (normalised inside).
+      labels: ``[B]`` integer labels; equal labels form positive pairs.
+      alpha: the positive scale :math:`\alpha > 0`.
+      beta: the negative scale :math:`\beta > 0`.
+      base: the offset :math:`\lambda \in [-1, 1]`.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the ``[B]`` per-anchor losses.
+
+    Example:
+      >>> import jax.numpy as jnp, numpy as np, jaxloss
+      >>> x = jnp.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]); y = jnp.array([0, 0, 1])
+      >>> pos = np.log1p(np.exp(-2 * (1 - 0.5))) / 2; neg = np.log1p(np.exp(50 * (0 - 0.5))) / 50
+      >>> bool(np.allclose(jaxloss.multi_similarity_loss(x, y, reduction="none"),
+      ...                  [pos + neg, pos + neg, 2 * neg], rtol=1e-5))
+      True
+    """
+    s, pos, neg = _pair_similarities(embeddings, labels)
+    return (_log1p_sum_exp(-alpha * (s - base), pos) / alpha
+            + _log1p_sum_exp(beta * (s - base), neg) / beta)
+
+
 ContrastiveLoss = contrastive_loss.Loss
 TripletLoss = triplet_loss.Loss
 CosineEmbeddingLoss = cosine_embedding_loss.Loss
@@ -670,3 +792,5 @@ MarginRankingLoss = margin_ranking_loss.Loss
 BatchTripletLoss = batch_triplet_loss.Loss
 NTXentLoss = ntxent_loss.Loss
 SupConLoss = supcon_loss.Loss
+CircleLoss = circle_loss.Loss
+MultiSimilarityLoss = multi_similarity_loss.Loss

@@ -49,10 +49,11 @@ def test_build_strict_has_every_page(site):
                  "coming_from/index.html", "frameworks/index.html", "large_vocab/index.html",
                  "ranking/index.html", "forecasting/index.html", "api/ranking/index.html",
                  "api/probabilistic/index.html",
+                 "contrastive/index.html", "api/multimodal/index.html", "api/margin_softmax/index.html",
                  "contributing/index.html", "api/index.html", "api/regression/index.html",
                  "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
                  "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
-                 "api/train/index.html", "api/core/index.html"):
+                 "api/multimodal/index.html", "api/train/index.html", "api/core/index.html"):
         assert (site / page).is_file(), page
 
 
@@ -72,7 +73,7 @@ def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
     for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab",
-                   "ranking", "probabilistic"):
+                   "ranking", "probabilistic", "multimodal", "margin_softmax"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:

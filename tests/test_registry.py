@@ -85,7 +85,8 @@ def test_check_grads_float64(spec):
             return spec.fn(*full, reduction="sum")
 
         primals = tuple(args[i] for i in diff)
-        check_grads(f, primals, order=spec.example.grad_order, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
+        if spec.example.grad_order:  # 0: a stop-gradient loss, checked in its family's tests
+            check_grads(f, primals, order=spec.example.grad_order, modes=("rev",), eps=1e-6, atol=1e-6, rtol=1e-6)
         grads = jax.grad(f, argnums=tuple(range(len(diff))))(*primals)
         for g in grads:
             assert g.dtype == jnp.float64
