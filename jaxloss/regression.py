@@ -12,14 +12,16 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from ._checks import FLAG, NONNEGATIVE, POSITIVE, UNIT
+from ._checks import AXIS, FLAG, NONNEGATIVE, POSITIVE, UNIT
 from ._core import Example, Layout, builtin
 from ._numerics import abs0
 
 regression = builtin("regression")
 
 __all__ = [
+    "cosine_distance_loss", "CosineDistanceLoss",
     "gaussian_nll_loss", "GaussianNLLLoss",
     "huber_loss", "HuberLoss",
     "log_cosh_loss", "LogCoshLoss",
@@ -406,6 +408,56 @@ def mape_loss(pred, target, *, eps=1e-7):
     return 100.0 * abs0(pred - target) / jnp.maximum(jnp.abs(target), eps)
 
 
+
+def _direction_pair(rng: np.random.Generator) -> tuple:
+    pred = rng.normal(size=(6, 4)).astype(np.float32)
+    target = rng.normal(size=(6, 4)).astype(np.float32)
+    return pred, target
+
+
+@regression(static={"axis": AXIS}, layout=Layout(reduced_axis="axis"),
+            example=Example(_direction_pair, differentiable=(0, 1), optax="cosine_distance"))
+def cosine_distance_loss(pred, target, *, axis=-1):
+    r"""Cosine distance between prediction and target vectors (optax's ``cosine_distance``).
+
+    .. math:: \ell_i = 1 - \frac{\langle p_i, t_i\rangle}
+              {\sqrt{\max(\lVert p_i\rVert^2, \varepsilon)}\,\sqrt{\max(\lVert t_i\rVert^2, \varepsilon)}}
+
+    with :math:`\varepsilon` the machine epsilon of the compute dtype (optax's
+    ``epsilon`` floor, there 0 by default). The loss lies in ``[0, 2]``; Keras's
+    ``CosineSimilarity`` loss is this minus 1 (it returns :math:`-\cos`). A
+    zero vector has cosine 0, so the loss is 1 there (optax gives NaN), and the
+    gradient is finite: the floor makes the cosine linear in a vector whose
+    squared norm is below :math:`\varepsilon`, with gradient
+    :math:`\hat t / \sqrt{\varepsilon}` at the zero vector (:math:`\hat t` the
+    other vector's direction); two zero vectors give zero gradients. Computed
+    from three per-example sums (no normalised copies of the inputs). It lives
+    with the regression losses, as in Keras and optax: a prediction against a
+    target vector (see :func:`cosine_embedding_loss` for pairs with a
+    similar/dissimilar label).
+
+    Args:
+      pred: ``[..., D, ...]`` predictions, floating point, vectors along ``axis``.
+      target: targets, the same shape.
+      axis: the vector axis (static).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example distances
+      (the inputs' shape without ``axis``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> p = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]); t = jnp.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0]])
+      >>> jaxloss.cosine_distance_loss(p, t, reduction="none")
+      Array([1., 0., 1.], dtype=float32)
+    """
+    eps = jnp.finfo(pred.dtype).eps
+    dot = jnp.sum(pred * target, axis=axis)
+    pp = jnp.sum(pred * pred, axis=axis)
+    tt = jnp.sum(target * target, axis=axis)
+    return 1.0 - dot * lax.rsqrt(jnp.maximum(pp, eps)) * lax.rsqrt(jnp.maximum(tt, eps))
+
+
 MSELoss = mse_loss.Loss
 MAELoss = mae_loss.Loss
 HuberLoss = huber_loss.Loss
@@ -416,3 +468,4 @@ PoissonNLLLoss = poisson_nll_loss.Loss
 GaussianNLLLoss = gaussian_nll_loss.Loss
 MSLELoss = msle_loss.Loss
 MAPELoss = mape_loss.Loss
+CosineDistanceLoss = cosine_distance_loss.Loss
