@@ -557,8 +557,9 @@ def multi_margin_loss(scores, labels, *, p=1, margin=1.0, class_weights=None, ax
 
 
 def _multilabel_margin_validate(name, scores, labels, **_):
-    if scores.ndim == 0 or not is_concrete(labels):
-        return
+    if (scores.ndim == 0 or scores.shape != labels.shape or not jnp.issubdtype(labels.dtype, jnp.integer)
+            or not is_concrete(labels)):
+        return  # the layout reports float labels and shape mismatches
     lab = np.asarray(labels)
     num_classes = scores.shape[-1]
     active = np.cumprod(lab != -1, axis=-1).astype(bool)
@@ -688,7 +689,7 @@ def poly1_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, axi
     (label smoothing :math:`\alpha`) and :math:`p = \operatorname{softmax}(x)`:
 
     .. math:: \ell_i = -\sum_c \tilde t_{ic} \log p_{ic} + \epsilon \sum_c \tilde t_{ic}(1 - p_{ic})
-              = \mathrm{CE}_\alpha(x_i, y_i) + \epsilon (1 - \alpha)(1 - p_{iy_i})
+              = \mathrm{CE}_\alpha(x_i, y_i) + \epsilon\Bigl((1 - \alpha)(1 - p_{iy_i}) + \alpha\bigl(1 - \tfrac1C\bigr)\Bigr)
 
     optax's ``poly_loss_cross_entropy`` applied to the smoothed one-hot of the
     labels (``optax.smooth_labels``), computed from per-example reductions only
@@ -728,7 +729,9 @@ def poly1_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, axi
     smooth = num_classes * lse - jnp.sum(logits, axis=ax)  # sum_c (L - x_c)
     smooth = jnp.where(label_smoothing > 0, smooth, jnp.zeros_like(smooth))
     one_minus_p = -jnp.expm1(-neg_log_p)
-    value = (1.0 - label_smoothing) * (neg_log_p + epsilon * one_minus_p) + (label_smoothing / num_classes) * smooth
+    # sum_c t_c (1 - p_c) = 1 - (1 - a) p_y - a / C = (1 - a)(1 - p_y) + a (1 - 1/C)
+    poly = (1.0 - label_smoothing) * one_minus_p + label_smoothing * (1.0 - 1.0 / num_classes)
+    value = (1.0 - label_smoothing) * neg_log_p + epsilon * poly + (label_smoothing / num_classes) * smooth
     value = lab.finish(value)
     return Unreduced(value, lab.keep_weight(value.dtype))
 

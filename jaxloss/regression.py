@@ -448,7 +448,7 @@ def cosine_distance_loss(pred, target, *, axis=-1):
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> p = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]); t = jnp.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0]])
-      >>> jaxloss.cosine_distance_loss(p, t, reduction="none")
+      >>> jaxloss.cosine_distance_loss(p, t, reduction="none").round(6)
       Array([1., 0., 1.], dtype=float32)
     """
     eps = jnp.finfo(pred.dtype).eps
