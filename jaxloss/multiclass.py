@@ -689,7 +689,8 @@ def poly1_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, axi
     (label smoothing :math:`\alpha`) and :math:`p = \operatorname{softmax}(x)`:
 
     .. math:: \ell_i = -\sum_c \tilde t_{ic} \log p_{ic} + \epsilon \sum_c \tilde t_{ic}(1 - p_{ic})
-              = \mathrm{CE}_\alpha(x_i, y_i) + \epsilon\Bigl((1 - \alpha)(1 - p_{iy_i}) + \alpha\bigl(1 - \tfrac1C\bigr)\Bigr)
+              = \mathrm{CE}_\alpha(x_i, y_i)
+              + \epsilon\Bigl((1 - \alpha)(1 - p_{iy_i}) + \alpha\bigl(1 - \tfrac1C\bigr)\Bigr)
 
     optax's ``poly_loss_cross_entropy`` applied to the smoothed one-hot of the
     labels (``optax.smooth_labels``), computed from per-example reductions only

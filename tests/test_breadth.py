@@ -181,7 +181,8 @@ def np_keras_focal(x, t, alpha=0.25, gamma=2.0, smoothing=0.0, balance=True):
     return out
 
 
-@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"alpha": None, "gamma": 0.5, "label_smoothing": 0.3}])
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1},
+                                     {"alpha": None, "gamma": 0.5, "label_smoothing": 0.3}])
 def test_focal_soft_targets_and_label_smoothing_are_keras(options):
     x = f32(X) / 2  # where Keras's float64 formula is itself accurate
     xs = x.astype(np.float32)
