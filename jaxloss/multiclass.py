@@ -751,6 +751,44 @@ def _sparsemax_sample(rng: np.random.Generator) -> tuple:
             return scores, labels
 
 
+def _sparsemax_threshold(z):
+    r"""The sparsemax threshold :math:`\tau` of each row of ``z`` (last axis, maximum 0):
+    the root of the convex, decreasing :math:`f(\tau) = \sum_c \max(z_c - \tau, 0) - 1`
+    in :math:`[-1, 0)`. A few bisection steps, then Newton's method from the left,
+    :math:`\tau \leftarrow (\sum_{z_c > \tau} z_c - 1) / |\{z_c > \tau\}|`, which never
+    overshoots and stops exactly when the support stops changing (Michelot's
+    algorithm). Elementwise passes only: the loss's value and gradient took about a
+    tenth of optax's sort-based time at ``[4096, 1024]`` on CPU
+    (``benchmarks/bench_reduced.py``). Not differentiated (the caller recomputes
+    :math:`\tau` from the support)."""
+    lo = jnp.full(z.shape[:-1] + (1,), -1.0, z.dtype)
+
+    def bisect(_, bounds):
+        lo, hi = bounds
+        mid = 0.5 * (lo + hi)
+        above = jnp.sum(jnp.maximum(z - mid, 0.0), axis=-1, keepdims=True) >= 1.0
+        return jnp.where(above, mid, lo), jnp.where(above, hi, mid)
+
+    lo, _ = jax.lax.fori_loop(0, 8, bisect, (lo, jnp.zeros_like(lo)))
+
+    def newton(tau):
+        s = z > tau
+        k = jnp.maximum(jnp.sum(s, axis=-1, keepdims=True), 1).astype(z.dtype)
+        return (jnp.sum(jnp.where(s, z, 0.0), axis=-1, keepdims=True) - 1.0) / k
+
+    def moving(state):
+        tau, previous, i = state
+        return jnp.any(tau != previous) & (i <= z.shape[-1])
+
+    def step(state):
+        tau, _, i = state
+        return newton(tau), tau, i + 1
+
+    first = newton(lo)
+    tau, _, _ = jax.lax.while_loop(moving, step, (newton(first), first, 1))
+    return tau
+
+
 @multiclass(static={"axis": AXIS}, layout=_LABELS,
             example=Example(_sparsemax_sample, optax="multiclass_sparsemax_loss"))
 def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
@@ -765,9 +803,10 @@ def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
     the Fenchel-Young loss of the Gini entropy, optax's
     ``multiclass_sparsemax_loss``: 0 exactly when sparsemax puts all its mass
     on the label, and its gradient is :math:`\pi - e_y`. The threshold
-    :math:`\tau` is found by one sort per example (outside the derivative); the
-    support's scores then give :math:`\tau` and the loss differentiably, so
-    the gradient needs no sort. Ties (equal scores, also at the edge of the
+    :math:`\tau` is found without sorting (a few bisection steps, then Newton's
+    method from below, exact once the support stops changing; outside the
+    derivative), and the support's scores then give :math:`\tau` and the loss
+    differentiably, so the gradient needs neither a sort nor the iterations. Ties (equal scores, also at the edge of the
     support) are fine: tied scores are in or out of the support together, and
     value and gradient are continuous there. A ``-inf`` score of another class
     is outside the support and contributes nothing.
@@ -796,14 +835,11 @@ def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
     z = jnp.moveaxis(scores, ax, -1)
     top = jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))
     z = z - jnp.where(jnp.isfinite(top), top, jnp.zeros_like(top))
-    # The support size k: the largest k with 1 + k z_(k) > z_(1) + ... + z_(k).
-    zs = jax.lax.stop_gradient(jnp.flip(jnp.sort(z, axis=-1), axis=-1))
-    ks = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
-    k = jnp.sum(1.0 + ks * zs > jnp.cumsum(zs, axis=-1), axis=-1, keepdims=True)
-    kth = jnp.take_along_axis(zs, jnp.maximum(k - 1, 0).astype(jnp.int32), axis=-1)
-    support = z >= kth
+    tau = _sparsemax_threshold(jax.lax.stop_gradient(z))
+    support = z > tau
     inside = jnp.where(support, z, jnp.zeros_like(z))
-    tau = (jnp.sum(inside, axis=-1, keepdims=True) - 1.0) / k.astype(z.dtype)
+    k = jnp.maximum(jnp.sum(support, axis=-1, keepdims=True), 1).astype(z.dtype)
+    tau = (jnp.sum(inside, axis=-1, keepdims=True) - 1.0) / k  # the same threshold, now differentiable
     pi = jnp.where(support, inside - tau, jnp.zeros_like(z))
     value = jnp.sum(pi * inside, axis=-1) - _pick(z, lab.safe, z.ndim - 1) + 0.5 * (1.0 - jnp.sum(pi * pi, axis=-1))
     return lab.finish(value)
