@@ -33,6 +33,8 @@ OPTAX_CALLS = {
     "sigmoid_binary_cross_entropy": lambda p, t: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(p, t)),
     "sigmoid_focal_loss": lambda p, t: jnp.mean(optax.losses.sigmoid_focal_loss(p, t, alpha=0.25, gamma=2.0)),
     "hinge_loss": lambda p, t: jnp.mean(optax.losses.hinge_loss(p, 2.0 * t - 1.0)),
+    "sparsemax_loss": lambda p, t: jnp.mean(optax.losses.sparsemax_loss(p, t)),
+    "perceptron_loss": lambda p, t: jnp.mean(optax.losses.perceptron_loss(p, 2.0 * t - 1.0)),
 }
 
 # Losses optax has no function for, by jaxloss name: (label, the plain formulation compared with).
@@ -53,7 +55,8 @@ def comparison(spec):
 def _inputs(name: str, n: int, key: jax.Array):
     k1, k2 = jax.random.split(key)
     pred = jax.random.normal(k1, (n,), jnp.float32) * 2.0
-    if name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss", "hinge_loss"):
+    if name in ("binary_cross_entropy_with_logits", "sigmoid_focal_loss", "hinge_loss", "sparsemax_loss",
+                "perceptron_loss"):
         target = (jax.random.uniform(k2, (n,)) < 0.3).astype(jnp.float32)
     else:
         target = jax.random.normal(k2, (n,), jnp.float32) * 2.0

@@ -18,18 +18,30 @@ from ._core import Unreduced as Unreduced
 from ._core import loss as loss
 from ._objects import Loss as Loss
 from ._objects import WeightedSum as WeightedSum
+from .binary import AsymmetricLoss as AsymmetricLoss
 from .binary import BinaryCrossEntropy as BinaryCrossEntropy
 from .binary import BinaryCrossEntropyWithLogits as BinaryCrossEntropyWithLogits
 from .binary import HingeLoss as HingeLoss
+from .binary import MultilabelSoftMarginLoss as MultilabelSoftMarginLoss
+from .binary import PerceptronLoss as PerceptronLoss
 from .binary import SigmoidFocalLoss as SigmoidFocalLoss
+from .binary import SoftMarginLoss as SoftMarginLoss
+from .binary import SparsemaxLoss as SparsemaxLoss
 from .binary import SquaredHingeLoss as SquaredHingeLoss
+from .binary import asymmetric_loss as asymmetric_loss
 from .binary import binary_cross_entropy as binary_cross_entropy
 from .binary import binary_cross_entropy_with_logits as binary_cross_entropy_with_logits
 from .binary import hinge_loss as hinge_loss
+from .binary import multilabel_soft_margin_loss as multilabel_soft_margin_loss
+from .binary import perceptron_loss as perceptron_loss
 from .binary import sigmoid_focal_loss as sigmoid_focal_loss
+from .binary import soft_margin_loss as soft_margin_loss
+from .binary import sparsemax_loss as sparsemax_loss
 from .binary import squared_hinge_loss as squared_hinge_loss
+from .divergence import GeneralizedKLDivergence as GeneralizedKLDivergence
 from .divergence import JSDivergence as JSDivergence
 from .divergence import KLDivergence as KLDivergence
+from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
 from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
@@ -45,6 +57,7 @@ from .metric import BatchTripletLoss as BatchTripletLoss
 from .metric import CircleLoss as CircleLoss
 from .metric import ContrastiveLoss as ContrastiveLoss
 from .metric import CosineEmbeddingLoss as CosineEmbeddingLoss
+from .metric import HingeEmbeddingLoss as HingeEmbeddingLoss
 from .metric import MarginRankingLoss as MarginRankingLoss
 from .metric import MultiSimilarityLoss as MultiSimilarityLoss
 from .metric import NTXentLoss as NTXentLoss
@@ -54,19 +67,32 @@ from .metric import batch_triplet_loss as batch_triplet_loss
 from .metric import circle_loss as circle_loss
 from .metric import contrastive_loss as contrastive_loss
 from .metric import cosine_embedding_loss as cosine_embedding_loss
+from .metric import hinge_embedding_loss as hinge_embedding_loss
 from .metric import margin_ranking_loss as margin_ranking_loss
 from .metric import multi_similarity_loss as multi_similarity_loss
 from .metric import ntxent_loss as ntxent_loss
 from .metric import supcon_loss as supcon_loss
 from .metric import triplet_loss as triplet_loss
 from .multiclass import CrossEntropy as CrossEntropy
+from .multiclass import GeneralizedCrossEntropy as GeneralizedCrossEntropy
 from .multiclass import MulticlassHingeLoss as MulticlassHingeLoss
+from .multiclass import MulticlassPerceptronLoss as MulticlassPerceptronLoss
+from .multiclass import MulticlassSparsemaxLoss as MulticlassSparsemaxLoss
+from .multiclass import MultilabelMarginLoss as MultilabelMarginLoss
+from .multiclass import MultiMarginLoss as MultiMarginLoss
 from .multiclass import NLLLoss as NLLLoss
+from .multiclass import Poly1CrossEntropy as Poly1CrossEntropy
 from .multiclass import SoftmaxFocalLoss as SoftmaxFocalLoss
 from .multiclass import SparseCrossEntropy as SparseCrossEntropy
 from .multiclass import cross_entropy as cross_entropy
+from .multiclass import generalized_cross_entropy as generalized_cross_entropy
+from .multiclass import multi_margin_loss as multi_margin_loss
 from .multiclass import multiclass_hinge_loss as multiclass_hinge_loss
+from .multiclass import multiclass_perceptron_loss as multiclass_perceptron_loss
+from .multiclass import multiclass_sparsemax_loss as multiclass_sparsemax_loss
+from .multiclass import multilabel_margin_loss as multilabel_margin_loss
 from .multiclass import nll_loss as nll_loss
+from .multiclass import poly1_cross_entropy as poly1_cross_entropy
 from .multiclass import softmax_focal_loss as softmax_focal_loss
 from .multiclass import sparse_cross_entropy as sparse_cross_entropy
 from .multimodal import CLIPLoss as CLIPLoss
@@ -89,6 +115,7 @@ from .ranking import listmle_loss as listmle_loss
 from .ranking import pairwise_hinge_loss as pairwise_hinge_loss
 from .ranking import pairwise_logistic_loss as pairwise_logistic_loss
 from .ranking import ranking_softmax_loss as ranking_softmax_loss
+from .regression import CosineDistanceLoss as CosineDistanceLoss
 from .regression import GaussianNLLLoss as GaussianNLLLoss
 from .regression import GeneralRobustLoss as GeneralRobustLoss
 from .regression import HuberLoss as HuberLoss
@@ -100,6 +127,7 @@ from .regression import MSLELoss as MSLELoss
 from .regression import PoissonNLLLoss as PoissonNLLLoss
 from .regression import QuantileLoss as QuantileLoss
 from .regression import SmoothL1Loss as SmoothL1Loss
+from .regression import cosine_distance_loss as cosine_distance_loss
 from .regression import gaussian_nll_loss as gaussian_nll_loss
 from .regression import general_robust_loss as general_robust_loss
 from .regression import huber_loss as huber_loss
@@ -156,6 +184,8 @@ __all__ = [
     "QuantileLoss",
     "smooth_l1_loss",
     "SmoothL1Loss",
+    "cosine_distance_loss",
+    "CosineDistanceLoss",
     "binary_cross_entropy",
     "BinaryCrossEntropy",
     "binary_cross_entropy_with_logits",
@@ -166,6 +196,16 @@ __all__ = [
     "SigmoidFocalLoss",
     "squared_hinge_loss",
     "SquaredHingeLoss",
+    "asymmetric_loss",
+    "AsymmetricLoss",
+    "multilabel_soft_margin_loss",
+    "MultilabelSoftMarginLoss",
+    "perceptron_loss",
+    "PerceptronLoss",
+    "soft_margin_loss",
+    "SoftMarginLoss",
+    "sparsemax_loss",
+    "SparsemaxLoss",
     "cross_entropy",
     "CrossEntropy",
     "multiclass_hinge_loss",
@@ -176,10 +216,24 @@ __all__ = [
     "SoftmaxFocalLoss",
     "sparse_cross_entropy",
     "SparseCrossEntropy",
+    "generalized_cross_entropy",
+    "GeneralizedCrossEntropy",
+    "multi_margin_loss",
+    "MultiMarginLoss",
+    "multiclass_perceptron_loss",
+    "MulticlassPerceptronLoss",
+    "multiclass_sparsemax_loss",
+    "MulticlassSparsemaxLoss",
+    "multilabel_margin_loss",
+    "MultilabelMarginLoss",
+    "poly1_cross_entropy",
+    "Poly1CrossEntropy",
     "js_divergence",
     "JSDivergence",
     "kl_divergence",
     "KLDivergence",
+    "generalized_kl_divergence",
+    "GeneralizedKLDivergence",
     "dice_loss",
     "DiceLoss",
     "focal_tversky_loss",
@@ -210,6 +264,8 @@ __all__ = [
     "CLIPLoss",
     "siglip_loss",
     "SigLIPLoss",
+    "hinge_embedding_loss",
+    "HingeEmbeddingLoss",
     "linear_cross_entropy",
     "LinearCrossEntropy",
     "arcface_loss",

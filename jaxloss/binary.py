@@ -11,17 +11,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import NONNEGATIVE, PROBABILITIES, SIGNS, UNIT, UNIT_HALF_OPEN, check_broadcastable, is_concrete
+from ._checks import (
+    NONNEGATIVE,
+    PROBABILITIES,
+    SIGNS,
+    UNIT,
+    UNIT_HALF_OPEN,
+    check_broadcastable,
+    check_class_vector,
+    is_concrete,
+)
 from ._core import Example, Layout, builtin
 from ._numerics import pos, softplus
 
 binary = builtin("binary")
 
 __all__ = [
+    "asymmetric_loss", "AsymmetricLoss",
     "binary_cross_entropy", "BinaryCrossEntropy",
     "binary_cross_entropy_with_logits", "BinaryCrossEntropyWithLogits",
     "hinge_loss", "HingeLoss",
+    "multilabel_soft_margin_loss", "MultilabelSoftMarginLoss",
+    "perceptron_loss", "PerceptronLoss",
     "sigmoid_focal_loss", "SigmoidFocalLoss",
+    "soft_margin_loss", "SoftMarginLoss",
+    "sparsemax_loss", "SparsemaxLoss",
     "squared_hinge_loss", "SquaredHingeLoss",
 ]
 
@@ -155,14 +169,22 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None, label_
     return pos_weight * t * softplus(-logits) + (1.0 - t) * softplus(logits)
 
 
-@binary(checks={"alpha": UNIT, "gamma": NONNEGATIVE}, layout=_TARGETS,
+@binary(checks={"alpha": UNIT, "gamma": NONNEGATIVE, "label_smoothing": UNIT_HALF_OPEN}, layout=_TARGETS,
         example=Example(_logit_sample, sweep=("gamma", (0.0, 0.5, 1.0, 2.0)), optax="sigmoid_focal_loss"))
-def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
+def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, label_smoothing=0.0):
     r"""Sigmoid focal loss (Lin et al., 2017, "Focal Loss for Dense Object Detection").
 
     .. math:: \ell_i = \alpha_t (1 - p_t)^\gamma\,\mathrm{BCE}(x_i, t_i),\quad
               p_t = p t + (1 - p)(1 - t),\quad \alpha_t = \alpha t + (1 - \alpha)(1 - t),
               \quad p = \sigma(x)
+
+    Soft targets in ``[0, 1]`` enter every term as they are, and label
+    smoothing :math:`\epsilon` first replaces :math:`t` by
+    :math:`\tilde t = t(1 - \epsilon) + \epsilon/2` in the cross-entropy,
+    :math:`p_t` and :math:`\alpha_t` alike, as Keras's
+    ``BinaryFocalCrossentropy(label_smoothing=...)`` (and optax's
+    ``sigmoid_focal_loss`` on soft labels); hard targets without smoothing give
+    the RetinaNet loss unchanged.
 
     The modulating factor is computed in log space,
     :math:`(1 - p_t)^\gamma = \exp(\gamma \log(1 - p_t))` with
@@ -180,6 +202,8 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
         :math:`\alpha_t`), or ``None`` to disable the weighting.
       gamma: focusing parameter ``>= 0``; ``gamma=0, alpha=None`` is
         :func:`binary_cross_entropy_with_logits`.
+      label_smoothing: :math:`\epsilon` in ``[0, 1)``: targets become
+        :math:`t(1 - \epsilon) + \epsilon/2` (Keras's smoothing).
 
     Returns:
       The reduced loss; with ``reduction="none"`` the per-element losses.
@@ -190,6 +214,7 @@ def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0):
       >>> round(float(jaxloss.sigmoid_focal_loss(x, t, alpha=None, gamma=0.0)), 6)
       0.720095
     """
+    targets = _smooth(targets, label_smoothing)  # exactly the targets for label_smoothing = 0
     # One exp and two logs serve the cross-entropy and the modulating factor:
     # with E = exp(-|x|) and L = log1p(E), softplus(+-x) = max(+-x, 0) + L and
     # 1 - p_t = exp(-L) * (a + b E), (a, b) = (1 - t, t) for x >= 0, (t, 1 - t) below.
@@ -277,8 +302,244 @@ def squared_hinge_loss(scores, targets):
     return m * m
 
 
+
+# ---------------------------------------------------------------------------
+# PyTorch's soft margins, optax's sparsemax and perceptron, asymmetric loss
+# ---------------------------------------------------------------------------
+
+
+def _real_sample(rng: np.random.Generator) -> tuple:
+    pred = (rng.normal(size=(4, 6)) * 2.0).astype(np.float32)
+    target = rng.choice([-1.0, 1.0, 0.5, -2.0], size=(4, 6)).astype(np.float32)
+    return pred, target
+
+
+@binary(example=Example(_real_sample))
+def soft_margin_loss(pred, target):
+    r"""Soft margin loss, the logistic loss of a signed margin (PyTorch's ``SoftMarginLoss``).
+
+    .. math:: \ell_i = \log\bigl(1 + e^{-y_i x_i}\bigr) = \operatorname{softplus}(-y_i x_i)
+
+    ``target`` holds :math:`y \in \{-1, 1\}`; any real value is accepted, as in
+    PyTorch (it scales the margin). Computed as a stable softplus, so the value
+    and the gradient :math:`-y\,\sigma(-y x)` are finite for every finite input.
+    ``"mean"`` is the mean over all elements, as PyTorch's.
+
+    Args:
+      pred: real-valued scores, any shape, floating point.
+      target: targets of the same shape, :math:`\pm 1` (or any real number).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> round(float(jaxloss.soft_margin_loss(jnp.array([2.0, -1.0]), jnp.array([1.0, 1.0]))), 6)
+      0.720095
+
+    References: PyTorch ``torch.nn.SoftMarginLoss``.
+    """
+    return softplus(-(target * pred))
+
+
+def _class_weight_validate(name, logits, targets, *, class_weights=None, **_):
+    if logits.ndim:
+        check_class_vector(name, "class_weights", class_weights, logits.shape[-1])
+
+
+def _multilabel_sample(rng: np.random.Generator) -> tuple:
+    logits = (rng.normal(size=(4, 5)) * 2.0).astype(np.float32)
+    targets = (rng.uniform(size=(4, 5)) < 0.4).astype(np.float32)
+    return logits, targets
+
+
+@binary(checks={"class_weights": NONNEGATIVE}, validate=_class_weight_validate,
+        layout=Layout(reduced_axis=-1, values={"targets": PROBABILITIES}), example=Example(_multilabel_sample))
+def multilabel_soft_margin_loss(logits, targets, *, class_weights=None):
+    r"""Multi-label soft margin loss (PyTorch's ``MultiLabelSoftMarginLoss``).
+
+    With :math:`C` classes along the last axis and class weights :math:`w_c`
+    (1 when not given), the mean over classes of the binary cross-entropy on
+    logits:
+
+    .. math:: \ell_i = -\frac{1}{C}\sum_c w_c\bigl(y_{ic}\log\sigma(x_{ic})
+              + (1 - y_{ic})\log\sigma(-x_{ic})\bigr)
+
+    computed as :math:`\operatorname{softplus}(x) - y x` (exact for every finite
+    logit). ``class_weights`` multiply each class's term, and ``"mean"`` stays
+    the plain mean over examples, as in PyTorch (unlike the cross-entropies'
+    weighted mean); use ``weights=`` for a weighted mean over examples.
+    Targets are usually in ``{0, 1}``; soft targets in ``[0, 1]`` work the same.
+
+    Args:
+      logits: ``[..., C]`` floating point, classes along the last axis.
+      targets: the same shape, in ``[0, 1]``.
+      class_weights: ``None`` or ``(C,)`` non-negative weights (PyTorch's ``weight``).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses
+      (``logits.shape[:-1]``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[2.0, -1.0]]); y = jnp.array([[1.0, 1.0]])
+      >>> round(float(jaxloss.multilabel_soft_margin_loss(x, y)), 6)
+      0.720095
+
+    References: PyTorch ``torch.nn.MultiLabelSoftMarginLoss``.
+    """
+    terms = _bce_logits(logits, targets)
+    if class_weights is not None:
+        terms = class_weights * terms
+    return jnp.mean(terms, axis=-1)
+
+
+@binary(layout=_TARGETS, example=Example(_logit_sample, grad_order=1, optax="sparsemax_loss"))
+def sparsemax_loss(scores, targets):
+    r"""Binary sparsemax loss, the Fenchel-Young loss of the sparse sigmoid (optax's ``sparsemax_loss``).
+
+    With :math:`\mu = \operatorname{clip}((x + 1)/2, 0, 1)` (the sparse sigmoid)
+    and :math:`u = (x + 1)/2`:
+
+    .. math:: \ell_i = \operatorname{sparse\_plus}(x_i) - x_i t_i - t_i(1 - t_i)
+              = (\mu_i - t_i)(2u_i - \mu_i - t_i)
+
+    For hard targets this is optax's ``sparsemax_loss``: :math:`t = 1` gives
+    :math:`\operatorname{sparse\_plus}(-x)`, :math:`t = 0` gives
+    :math:`\operatorname{sparse\_plus}(x)` (0 for :math:`x \le -1`, linear beyond
+    1). Soft targets :math:`t \in [0, 1]` give the Fenchel-Young loss of the same
+    regulariser, 0 exactly when :math:`\mu = t`. The factored form has no
+    cancellation, and the gradient is :math:`\mu - t`.
+
+    Args:
+      scores: real-valued scores, any shape, floating point.
+      targets: targets in ``[0, 1]`` (hard ``{0, 1}`` as optax, or soft), the same shape.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.sparsemax_loss(jnp.array([0.0, 2.0, -0.5]), jnp.array([1.0, 0.0, 0.0]), reduction="none")
+      Array([0.25  , 2.    , 0.0625], dtype=float32)
+
+    References: Blondel, Martins and Niculae, 2020, "Learning with Fenchel-Young
+    Losses" (Sec. 4.4); optax ``sparsemax_loss``.
+    """
+    u = 0.5 * (scores + 1.0)
+    mu = jnp.where(u <= 0.0, 0.0, jnp.where(u >= 1.0, 1.0, u))
+    d = mu - targets
+    return d * (2.0 * (u - mu) + d)
+
+
+@binary(layout=_SIGNED, validate=_hinge_validate,
+        example=Example(_sign_sample, grad_order=1, optax="perceptron_loss"))
+def perceptron_loss(scores, targets):
+    r"""Binary perceptron loss (optax's ``perceptron_loss``).
+
+    .. math:: \ell_i = \max(0,\ -y_i s_i),\qquad y_i = +1 \text{ if } t_i > 0 \text{ else } -1
+
+    The hinge without its margin: 0 for a correctly signed score. Targets may be
+    in ``{-1, +1}`` (optax's) or ``{0, 1}``, with the same meaning as in
+    :func:`hinge_loss`; other values raise ``ValueError`` when concrete. The
+    gradient at the kink (:math:`s = 0`) is 0.
+
+    Args:
+      scores: real-valued scores, any shape.
+      targets: ``{0, 1}`` or ``{-1, +1}`` labels (floating point), the same shape.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.perceptron_loss(jnp.array([0.5, 2.0]), jnp.array([1.0, -1.0]), reduction="none")
+      Array([0., 2.], dtype=float32)
+
+    References: Rosenblatt, 1958; optax ``perceptron_loss``.
+    """
+    m = jnp.where(targets > 0, scores, -scores)
+    return jnp.where(m < 0.0, -m, 0.0)
+
+
+def _asl_sample(rng: np.random.Generator) -> tuple:
+    logits = (rng.normal(size=(4, 6)) * 2.0).astype(np.float32)
+    # keep sigmoid(x) away from the clip 0.05 (the kink of the shifted probability)
+    logits = np.where(np.abs(logits + 2.944) < 0.2, logits + 0.5, logits).astype(np.float32)
+    targets = (rng.uniform(size=(4, 6)) < 0.4).astype(np.float32)
+    return logits, targets
+
+
+@binary(checks={"gamma_pos": NONNEGATIVE, "gamma_neg": NONNEGATIVE, "clip": UNIT}, layout=_TARGETS,
+        example=Example(_asl_sample, sweep=("gamma_neg", (0.0, 1.0, 2.0, 4.0)), grad_order=1))
+def asymmetric_loss(logits, targets, *, gamma_pos=0.0, gamma_neg=4.0, clip=0.05):
+    r"""Asymmetric loss for multi-label classification (Ridnik et al., 2021, "ASL").
+
+    With :math:`p = \sigma(x)`, the shifted probability of a negative
+    :math:`p_m = \max(p - m, 0)` (clip :math:`m`), and for a target :math:`t`:
+
+    .. math::
+       \ell_i = -\bigl(t \log p + (1 - t)\log(1 - p_m)\bigr)\,(1 - p_t)^{\gamma_t},\qquad
+       1 - p_t = t(1 - p) + (1 - t)\,p_m,\quad \gamma_t = t\gamma_+ + (1 - t)\gamma_-
+
+    which for hard targets is :math:`-(1 - p)^{\gamma_+}\log p` on positives and
+    :math:`-p_m^{\gamma_-}\log(1 - p_m)` on negatives. The semantics of timm's
+    ``AsymmetricLossMultiLabel`` with the gradient flowing through the focusing
+    weight (its ``disable_torch_grad_focal_loss=False``); soft targets mix the
+    terms as timm does. ``"sum"`` is timm's value (a sum); ``"mean"`` is the
+    mean over examples and classes. timm's default ``gamma_pos`` is 1, jaxloss's
+    the paper's recommended 0. Where timm clamps the probabilities at
+    :math:`10^{-8}` before the log, jaxloss uses the exact
+    :math:`\log p = -\operatorname{softplus}(-x)` (the two agree for
+    :math:`p > 10^{-8}`), and the weight is computed as
+    :math:`\exp(\gamma \log(1 - p_t))` with 0 where :math:`1 - p_t = 0`, so the
+    value and the gradient are finite for every :math:`\gamma \ge 0` and every
+    finite logit.
+
+    Args:
+      logits: any shape, floating point (one logit per class and example).
+      targets: targets in ``[0, 1]``, the same shape.
+      gamma_pos: :math:`\gamma_+ \ge 0`, the focusing of positives.
+      gamma_neg: :math:`\gamma_- \ge 0`, the focusing of negatives.
+      clip: the probability margin :math:`m \in [0, 1]` of negatives (0 disables it).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x = jnp.array([[2.0, -1.0, 0.5]]); t = jnp.array([[1.0, 0.0, 0.0]])
+      >>> round(float(jaxloss.asymmetric_loss(x, t, reduction="sum")), 6)
+      0.218749
+
+    References: Ridnik et al., 2021, "Asymmetric Loss For Multi-Label
+    Classification"; timm ``AsymmetricLossMultiLabel``.
+    """
+    t = targets
+    p = jax.nn.sigmoid(logits)
+    q = jax.nn.sigmoid(-logits)  # 1 - p, without cancellation
+    ce_pos = softplus(-logits)  # -log p
+    # -log(1 - p_m) = -log(min(q + m, 1)); -log q = softplus(x) exactly when m = 0
+    shifted = clip > 0
+    inner = jnp.where(shifted, jnp.minimum(q + clip, 1.0), 1.0)
+    ce_neg = jnp.where(shifted, -jnp.log(inner), softplus(logits))
+    ce = t * ce_pos + (1.0 - t) * ce_neg
+    p_m = jnp.where(p > clip, p - clip, 0.0)
+    u = t * q + (1.0 - t) * p_m  # 1 - p_t
+    gamma = t * gamma_pos + (1.0 - t) * gamma_neg
+    positive = u > 0
+    weight = jnp.where(positive, jnp.exp(gamma * jnp.log(jnp.where(positive, u, 1.0))),
+                       jnp.where(gamma == 0, 1.0, 0.0))
+    return ce * weight
+
+
 BinaryCrossEntropy = binary_cross_entropy.Loss
 BinaryCrossEntropyWithLogits = binary_cross_entropy_with_logits.Loss
 SigmoidFocalLoss = sigmoid_focal_loss.Loss
 HingeLoss = hinge_loss.Loss
 SquaredHingeLoss = squared_hinge_loss.Loss
+SoftMarginLoss = soft_margin_loss.Loss
+MultilabelSoftMarginLoss = multilabel_soft_margin_loss.Loss
+SparsemaxLoss = sparsemax_loss.Loss
+PerceptronLoss = perceptron_loss.Loss
+AsymmetricLoss = asymmetric_loss.Loss

@@ -27,6 +27,7 @@ from ._core import Example, Layout, builtin
 divergence = builtin("divergence")
 
 __all__ = [
+    "generalized_kl_divergence", "GeneralizedKLDivergence",
     "js_divergence", "JSDivergence",
     "kl_divergence", "KLDivergence",
 ]
@@ -148,5 +149,56 @@ def js_divergence(log_pred, target, *, log_target=False, axis=-1):
     return 0.5 * jnp.sum(p_terms + q_terms, axis=ax)
 
 
+
+def _measure_sample(rng: np.random.Generator) -> tuple:
+    """Unnormalised positive measures: the generalized KL does not need distributions."""
+    q = rng.uniform(0.05, 1.0, size=(6, 5))
+    p = rng.uniform(0.05, 1.0, size=(6, 5))
+    return np.log(q).astype(np.float32), p.astype(np.float32)
+
+
+@divergence(static=_OPTIONS, layout=_LAYOUT,
+            example=Example(_measure_sample, differentiable=(0, 1), optax="generalized_kl_divergence"))
+def generalized_kl_divergence(log_pred, target, *, log_target=False, axis=-1):
+    r"""Generalized Kullback-Leibler divergence between unnormalised measures.
+
+    With :math:`p` the target and :math:`q = e^{\log q}` the prediction (both
+    non-negative, not necessarily summing to 1):
+
+    .. math:: \ell_i = \sum_c \Bigl(p_{ic} \bigl(\log p_{ic} - \log q_{ic}\bigr) - p_{ic} + q_{ic}\Bigr)
+
+    the Bregman divergence of :math:`x \log x - x`, which is
+    :func:`kl_divergence` when both sum to 1. optax's
+    ``generalized_kl_divergence`` (formerly ``convex_kl_divergence``); terms
+    with :math:`p = 0` contribute :math:`q` (the convention :math:`0 \log 0 = 0`,
+    with a finite gradient also where :math:`\log q = -\infty`). Non-negative,
+    0 exactly when :math:`q = p`.
+
+    Args:
+      log_pred: ``[..., C, ...]`` log of the predicted measure, classes along ``axis``.
+      target: the target measure (``>= 0``) of the same shape, or its log
+        when ``log_target=True``.
+      log_target: whether ``target`` is in log space (static).
+      axis: the class axis (static).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example divergences.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> round(float(jaxloss.generalized_kl_divergence(jnp.log(jnp.array([1.0, 2.0])), jnp.array([2.0, 2.0]))), 6)
+      0.386294
+
+    References: Boyd and Vandenberghe, 2004, "Convex Optimization" (p. 90);
+    optax ``generalized_kl_divergence``.
+    """
+    ax = axis % log_pred.ndim
+    p, log_p, zero = _target_terms(target, log_target)
+    log_q = jnp.where(zero, jnp.zeros_like(log_pred), log_pred)
+    kl = jnp.where(zero, jnp.zeros_like(log_pred), p * (log_p - log_q))
+    return jnp.sum(kl - p + jnp.exp(log_pred), axis=ax)
+
+
 KLDivergence = kl_divergence.Loss
 JSDivergence = js_divergence.Loss
+GeneralizedKLDivergence = generalized_kl_divergence.Loss

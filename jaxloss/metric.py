@@ -66,6 +66,7 @@ __all__ = [
     "circle_loss", "CircleLoss",
     "contrastive_loss", "ContrastiveLoss",
     "cosine_embedding_loss", "CosineEmbeddingLoss",
+    "hinge_embedding_loss", "HingeEmbeddingLoss",
     "margin_ranking_loss", "MarginRankingLoss",
     "multi_similarity_loss", "MultiSimilarityLoss",
     "ntxent_loss", "NTXentLoss",
@@ -150,6 +151,10 @@ def _batch_validate(name, embeddings, labels, **_):
 P_NORM = Static(
     "float", lambda p: isinstance(p, numbers.Real) and not isinstance(p, bool) and p > 0,
     "a positive Python number (or math.inf)", ValueError,
+)
+DISTANCE_FN = Static(
+    "Callable[[jax.Array, jax.Array], jax.Array] | None", lambda f: f is None or callable(f),
+    "None or a callable distance_fn(x, y) -> distances", TypeError,
 )
 MINING = ("batch_all", "batch_hard", "semi_hard")
 # In-batch losses: labels [B] beside embeddings [B, D]; a masked anchor is still seen by the others.
@@ -285,11 +290,27 @@ def contrastive_loss(x1, x2, similar, *, margin=1.0):
     return 0.5 * (y * d2 + (1.0 - y) * gap * gap)
 
 
-@metric(static={"p": P_NORM, "swap": FLAG, "squared": FLAG}, checks={"margin": NONNEGATIVE},
-        layout=Layout(reduced_axis=-1),
+def _triplet_validate(name, anchor, positive, negative, *, p=2, squared=False, distance_fn=None, **_):
+    if distance_fn is None:
+        return
+    if p != 2 or squared:
+        raise ValueError(f"{name}: p and squared choose the built-in distance; leave them at their defaults "
+                         f"(p=2, squared=False) when distance_fn is given, got p={p!r}, squared={squared!r}")
+    expected = tuple(anchor.shape[:-1])
+    try:
+        out = jax.eval_shape(distance_fn, anchor, positive)
+    except Exception as e:
+        raise ValueError(f"{name}: distance_fn(anchor, positive) failed: {e}") from e
+    if tuple(getattr(out, "shape", ())) != expected:
+        raise ValueError(f"{name}: distance_fn(x, y) must return one distance per triplet, shape {expected} "
+                         f"(anchor.shape[:-1]), got {getattr(out, 'shape', out)}")
+
+
+@metric(static={"p": P_NORM, "swap": FLAG, "squared": FLAG, "distance_fn": DISTANCE_FN},
+        checks={"margin": NONNEGATIVE}, layout=Layout(reduced_axis=-1), validate=_triplet_validate,
         example=Example(_triplet_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)), differentiable=(0, 1, 2),
                         grad_order=1))
-def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squared=False):
+def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squared=False, distance_fn=None):
     r"""Triplet margin loss (PyTorch's ``triplet_margin_loss``; FaceNet with ``squared=True``).
 
     .. math:: \ell_i = \max\bigl(0,\ d(a_i, p_i) - d(a_i, n_i) + m\bigr),\qquad
@@ -303,6 +324,19 @@ def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squ
     difference before the norm (PyTorch's values are larger by up to about
     :math:`10^{-6} D^{1/p}`).
 
+    ``distance_fn`` replaces the p-norm by any distance, as PyTorch's
+    ``TripletMarginWithDistanceLoss(distance_function=...)``: a callable
+    ``distance_fn(x, y)`` of two ``[..., D]`` arrays returning the ``[...]``
+    distances (``swap`` then also uses ``distance_fn(positive, negative)``; ``p``
+    and ``squared`` must stay at their defaults). It is a static option: the
+    compiled program is cached per callable, by identity, so define it once (a
+    module-level function, or one ``functools.partial`` kept around) rather than
+    a new ``lambda`` per call, which compiles again every time. A
+    ``TripletLoss(distance_fn=f)`` object hashes and compares by ``f``'s
+    identity, and pickles when ``f`` does (a module-level function; not a
+    lambda). The gradient of the distance is the callable's own (give it a
+    finite one at zero distance, as the built-in norms have).
+
     Args:
       anchor: embeddings ``[..., D]``, floating point.
       positive: same shape, similar to the anchor.
@@ -311,6 +345,8 @@ def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squ
       p: static norm degree, a Python number ``> 0`` or ``math.inf`` (default 2).
       swap: static, use the distance swap.
       squared: static, use squared distances (FaceNet, Schroff et al., 2015).
+      distance_fn: static, ``None`` (the p-norm) or a callable
+        ``distance_fn(x, y) -> [...]`` distances (PyTorch's ``distance_function``).
 
     Returns:
       The reduced loss; with ``reduction="none"`` one loss per triplet, shape
@@ -321,11 +357,21 @@ def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squ
       >>> a = jnp.array([[0.0, 0.0]]); p = jnp.array([[3.0, 4.0]]); n = jnp.array([[1.0, 1.0]])
       >>> float(jaxloss.triplet_loss(a, p, n, margin=0.5, p=1))
       5.5
+      >>> def cosine_distance(x, y):
+      ...     return 1.0 - jnp.sum(x * y, -1) / jnp.linalg.norm(x, axis=-1) / jnp.linalg.norm(y, axis=-1)
+      >>> float(jaxloss.triplet_loss(jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 1.0]]), jnp.array([[0.0, 1.0]]),
+      ...                            margin=0.2, distance_fn=cosine_distance))
+      0.0
     """
-    d_ap = _pnorm(anchor - positive, p, squared)
-    d_an = _pnorm(anchor - negative, p, squared)
+    if distance_fn is None:
+        def distance(x, y):
+            return _pnorm(x - y, p, squared)
+    else:
+        distance = distance_fn
+    d_ap = distance(anchor, positive)
+    d_an = distance(anchor, negative)
     if swap:
-        d_an = jnp.minimum(d_an, _pnorm(positive - negative, p, squared))
+        d_an = jnp.minimum(d_an, distance(positive, negative))
     return jax.nn.relu(d_ap - d_an + margin)
 
 
@@ -402,6 +448,49 @@ def margin_ranking_loss(x1, x2, y, *, margin=0.0):
       0.75
     """
     return jax.nn.relu(margin - y.astype(x1.dtype) * (x1 - x2))
+
+
+def _hinge_embedding_validate(name, distances, targets, **_):
+    _check_values(name, "targets", targets, (-1, 1))
+
+
+def _hinge_embedding_sample(rng):
+    distances = rng.uniform(0.0, 2.5, size=(4, 6))
+    distances = np.where(np.abs(distances - 1.0) < 0.1, distances + 0.3, distances)  # away from the margin
+    targets = np.where(rng.uniform(size=(4, 6)) < 0.5, 1.0, -1.0)
+    return distances.astype(np.float32), targets.astype(np.float32)
+
+
+@metric(layout=Layout(floats=("distances",), values={"targets": PLUS_MINUS_ONE}), validate=_hinge_embedding_validate,
+        example=Example(_hinge_embedding_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)), grad_order=1))
+def hinge_embedding_loss(distances, targets, *, margin=1.0):
+    r"""Hinge embedding loss (PyTorch's ``HingeEmbeddingLoss``).
+
+    .. math:: \ell_i = \begin{cases} x_i & y_i = 1 \\ \max(0,\ m - x_i) & y_i = -1 \end{cases}
+
+    ``distances`` are usually distances between pairs (e.g. an L1 distance):
+    similar pairs (``y = 1``) are pulled to 0, dissimilar ones (``y = -1``)
+    pushed beyond the margin. ``targets`` must be in ``{-1, 1}``
+    (``ValueError`` when concrete; PyTorch adds both terms for other values).
+    The gradient at the kink is 0.
+
+    Args:
+      distances: any shape, floating point.
+      targets: ``{-1, 1}``, the same shape (any real dtype).
+      margin: :math:`m` (PyTorch's default 1).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-element losses.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> jaxloss.hinge_embedding_loss(jnp.array([0.3, 0.4, 2.0]), jnp.array([1.0, -1.0, -1.0]), reduction="none")
+      Array([0.3, 0.6, 0. ], dtype=float32)
+
+    References: PyTorch ``torch.nn.HingeEmbeddingLoss``.
+    """
+    x = distances
+    return jnp.where(targets > 0, x, jnp.where(x < margin, margin - x, 0.0))
 
 
 # ---------------------------------------------------------------------------
@@ -789,6 +878,7 @@ ContrastiveLoss = contrastive_loss.Loss
 TripletLoss = triplet_loss.Loss
 CosineEmbeddingLoss = cosine_embedding_loss.Loss
 MarginRankingLoss = margin_ranking_loss.Loss
+HingeEmbeddingLoss = hinge_embedding_loss.Loss
 BatchTripletLoss = batch_triplet_loss.Loss
 NTXentLoss = ntxent_loss.Loss
 SupConLoss = supcon_loss.Loss

@@ -12,14 +12,16 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from ._checks import FLAG, NONNEGATIVE, POSITIVE, UNIT, Interval
+from ._checks import AXIS, FLAG, NONNEGATIVE, POSITIVE, UNIT, Interval
 from ._core import Example, Layout, builtin
 from ._numerics import abs0
 
 regression = builtin("regression")
 
 __all__ = [
+    "cosine_distance_loss", "CosineDistanceLoss",
     "gaussian_nll_loss", "GaussianNLLLoss",
     "general_robust_loss", "GeneralRobustLoss",
     "huber_loss", "HuberLoss",
@@ -501,6 +503,54 @@ def general_robust_loss(pred, target, *, alpha=1.0, scale=1.0):
     z = (pred - target) / scale
     return _robust_rho(z * z, alpha)
 
+def _direction_pair(rng: np.random.Generator) -> tuple:
+    pred = rng.normal(size=(6, 4)).astype(np.float32)
+    target = rng.normal(size=(6, 4)).astype(np.float32)
+    return pred, target
+
+
+@regression(static={"axis": AXIS}, layout=Layout(reduced_axis="axis"),
+            example=Example(_direction_pair, differentiable=(0, 1), optax="cosine_distance"))
+def cosine_distance_loss(pred, target, *, axis=-1):
+    r"""Cosine distance between prediction and target vectors (optax's ``cosine_distance``).
+
+    .. math:: \ell_i = 1 - \frac{\langle p_i, t_i\rangle}
+              {\sqrt{\max(\lVert p_i\rVert^2, \varepsilon)}\,\sqrt{\max(\lVert t_i\rVert^2, \varepsilon)}}
+
+    with :math:`\varepsilon` the machine epsilon of the compute dtype (optax's
+    ``epsilon`` floor, there 0 by default). The loss lies in ``[0, 2]``; Keras's
+    ``CosineSimilarity`` loss is this minus 1 (it returns :math:`-\cos`). A
+    zero vector has cosine 0, so the loss is 1 there (optax gives NaN), and the
+    gradient is finite: the floor makes the cosine linear in a vector whose
+    squared norm is below :math:`\varepsilon`, with gradient
+    :math:`\hat t / \sqrt{\varepsilon}` at the zero vector (:math:`\hat t` the
+    other vector's direction); two zero vectors give zero gradients. Computed
+    from three per-example sums (no normalised copies of the inputs). It lives
+    with the regression losses, as in Keras and optax: a prediction against a
+    target vector (see :func:`cosine_embedding_loss` for pairs with a
+    similar/dissimilar label).
+
+    Args:
+      pred: ``[..., D, ...]`` predictions, floating point, vectors along ``axis``.
+      target: targets, the same shape.
+      axis: the vector axis (static).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example distances
+      (the inputs' shape without ``axis``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> p = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]]); t = jnp.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0]])
+      >>> jaxloss.cosine_distance_loss(p, t, reduction="none").round(6)
+      Array([1., 0., 1.], dtype=float32)
+    """
+    eps = jnp.finfo(pred.dtype).eps
+    dot = jnp.sum(pred * target, axis=axis)
+    pp = jnp.sum(pred * pred, axis=axis)
+    tt = jnp.sum(target * target, axis=axis)
+    return 1.0 - dot * lax.rsqrt(jnp.maximum(pp, eps)) * lax.rsqrt(jnp.maximum(tt, eps))
+
 
 MSELoss = mse_loss.Loss
 MAELoss = mae_loss.Loss
@@ -513,3 +563,4 @@ GaussianNLLLoss = gaussian_nll_loss.Loss
 MSLELoss = msle_loss.Loss
 MAPELoss = mape_loss.Loss
 GeneralRobustLoss = general_robust_loss.Loss
+CosineDistanceLoss = cosine_distance_loss.Loss
