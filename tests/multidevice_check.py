@@ -379,6 +379,30 @@ def _stats_sharded():
     assert abs(float(got["accuracy"]) - float(np.mean((np.argmax(z, 1) == y)[keep]))) < 1e-6
 
 
+for _fn_name, _sub in (("arcface_loss", None), ("cosface_loss", 3)):
+    @check(f"{_fn_name}(axis_name=...) class-sharded 8 ways == one device (value, embeddings, centres, scale), "
+           f"sub-centres={_sub}")
+    def _(fn_name=_fn_name, sub=_sub):
+        fn = getattr(jaxloss, fn_name)
+        rng = np.random.default_rng(11)
+        e = rng.normal(size=(12, 8)).astype(np.float32)
+        w = rng.normal(size=(104, 8) if sub is None else (104, sub, 8)).astype(np.float32)
+        y = rng.integers(0, 104, size=12).astype(np.int32)
+
+        def one(e, w, s):
+            return fn(e, w, jnp.asarray(y), scale=s, margin=0.3, chunk_size=5)
+
+        want = jax.jit(jax.value_and_grad(one, argnums=(0, 1, 2)))(e, w, jnp.float32(16.0))
+        w_spec = P("vocab") if sub is None else P("vocab", None, None)
+        f = jax.shard_map(lambda e, w, s, y: fn(e, w, y, scale=s, margin=0.3, chunk_size=5, axis_name="vocab"),
+                          mesh=VOCAB8, in_specs=(P(), w_spec, P(), P()), out_specs=P())
+        got = jax.jit(jax.value_and_grad(lambda e, w, s: f(e, w, s, jnp.asarray(y)), argnums=(0, 1, 2)))(
+            e, w, jnp.float32(16.0))
+        close(got[0], want[0], "value")
+        for g, r, n in zip(got[1], want[1], ("embeddings", "weight", "scale")):
+            close(g, r, f"d {n}", rtol=1e-4, atol=1e-5)
+
+
 @check("vocabulary split over a tuple of mesh axes (2 x 4): both forms == one device")
 def _tuple_axes():
     mesh = mesh_of((2, 4), ("a", "b"))
