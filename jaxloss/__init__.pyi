@@ -587,25 +587,28 @@ class TripletLoss(FunctionLoss):
 
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
 class LinearCrossEntropy(FunctionLoss):
     bias: ArrayLike | None
+    class_weights: ArrayLike | None
     label_smoothing: ArrayLike
     z_loss: ArrayLike
     logit_softcap: ArrayLike | None
     ignore_index: int | None
     chunk_size: int | None
+    token_chunk_size: int | None
     precision: Any
     axis_name: Any
+    return_stats: bool
     reduction: AnyReduction
-    def __init__(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
+    def __init__(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
     def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload

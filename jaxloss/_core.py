@@ -119,6 +119,9 @@ class Layout:
         otherwise one that broadcasts to the inputs reaches the kernel as
         ``element_weights`` (its masked elements zeroed in the inputs first).
       values: domains of input values, checked inside :func:`value_checks`.
+      per_sequence: the unreduced loss is one entry per sequence of a batch of
+        padded sequences (shape ``[B]``, inputs of different shapes: logits,
+        labels, lengths); only words the shared ``weights``/``where`` arguments.
     """
 
     floats: tuple[str, ...] | None = None
@@ -131,6 +134,7 @@ class Layout:
     native: tuple[str, ...] = ()
     dense: bool = False
     values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
+    per_sequence: bool = False
 
     def axis(self, options: Mapping[str, Any]) -> int | None:
         """The reduced axis for these static options (may be negative)."""
@@ -216,11 +220,16 @@ class Unreduced(NamedTuple):
       count: replaces ``weight`` in the ``"mean"`` denominator only (the number
         of pairs an anchor's sum covers; PyTorch's class-weighted mean with label
         smoothing, whose value is not a multiple of its denominator weight).
+      mean_loss: the values ``"mean"`` (and the ``s`` of ``"sum_and_weight"``)
+        average in place of ``loss``, when the mean is not the sum divided by a
+        weight (CTC: ``nll / max(label_length, 1)``, averaged over sequences,
+        while ``"sum"`` and ``"none"`` keep the plain ``nll``).
     """
 
     loss: Array
     weight: Array | None = None
     count: Array | None = None
+    mean_loss: Array | None = None
 
 
 def reduce_loss(
@@ -568,7 +577,8 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         if checked:
             _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options, weights, element)
         out = _run_kernel(kernel, arrays, kernel_options)
-        values = out.loss.astype(dtype)
+        mean_like = out.mean_loss is not None and reduction in ("mean", "sum_and_weight")
+        values = (out.mean_loss if mean_like else out.loss).astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
         return reduce_loss(values, reduction=reduction, weights=w, where=where, count=out.count)
 
@@ -659,6 +669,7 @@ _SHARED_ARGS = {
         "and a score whose pixels are all masked leaves the mean)"
     ),
     "batch": "per anchor, shape ``[B]`` (a masked anchor still serves as the others' positive or negative)",
+    "sequence": "per sequence, shape ``[B]`` (a masked sequence is read as one of length 0)",
 }
 
 
@@ -667,7 +678,8 @@ def _document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
     arguments appended to its Args, written here once for every loss."""
     if not doc or "Args:" not in doc:
         return doc
-    kind = ("dense" if layout.dense else "batch" if not layout.mask_inputs
+    kind = ("dense" if layout.dense else "sequence" if layout.per_sequence
+            else "batch" if not layout.mask_inputs
             else "reduced" if layout.reduced_axis is not None or layout.per_example else "elementwise")
     indent = " " * 4
     lines = [

@@ -36,7 +36,8 @@ import numpy as np
 from jax import lax
 
 from ._checks import FLAG, INT, is_concrete
-from ._core import Example, Layout, builtin
+from ._core import Example, Layout, Unreduced, builtin
+from .multiclass import _pick
 
 __all__ = [
     "ctc_loss", "CTCLoss",
@@ -360,3 +361,274 @@ def _ctc_nll(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
     if zero_infinity:
         nll = jnp.where(jnp.isinf(nll), jnp.zeros_like(nll), nll)
     return jnp.where(bad, jnp.full_like(nll, jnp.nan), nll), l_len
+
+
+# ---------------------------------------------------------------------------
+# RNN-T: the lattice recursion along anti-diagonals
+# ---------------------------------------------------------------------------
+
+
+def _skew(x: Array) -> Array:
+    """``[B, T, U1] -> [T + U1 - 1, B, U1]`` with ``out[n, b, u] = x[b, n - u, u]``
+    (``-inf`` where ``n - u`` is outside ``[0, T)``): the lattice's anti-diagonals
+    as rows, by a pad and two reshapes (no gather)."""
+    b, num_t, u1 = x.shape
+    length = num_t + u1
+    y = jnp.pad(jnp.swapaxes(x, 1, 2), ((0, 0), (0, 0), (0, u1)), constant_values=_NEG)   # [B, U1, L]
+    y = y.reshape(b, u1 * length)[:, : u1 * (length - 1)].reshape(b, u1, length - 1)
+    return jnp.transpose(y, (2, 0, 1))
+
+
+def _rnnt_log_likelihood(bl: Array, em: Array, t_len: Array, u_len: Array) -> Array:
+    """log p(labels | logits) from the blank ``bl [B, T, U+1]`` and label
+    ``em [B, T, U+1]`` (``-inf`` at u = U) emission log-probabilities.
+
+    alpha(t, u) = logaddexp(alpha(t-1, u) + bl(t-1, u), alpha(t, u-1) + em(t, u-1)),
+    alpha(0, 0) = 0; the likelihood is alpha(T_b, U_b), the lattice point after
+    the final blank. The points with t + u = n (one anti-diagonal) depend only
+    on the diagonal n - 1, so the scan runs over the T + U diagonals, each step
+    a vector operation over u; each diagonal is shifted so that its maximum is
+    0 and the shifts are summed with compensation."""
+    b, num_t, u1 = bl.shape
+    bls, ems = _skew(bl), _skew(em)                      # [T + U, B, U1]
+    alpha0 = jnp.full((b, u1), _NEG, bl.dtype).at[:, 0].set(0.0)
+    zero = jnp.zeros((b,), bl.dtype)
+    target = t_len + u_len                               # the diagonal of (T_b, U_b)
+    res0 = jnp.full((b,), _NEG, bl.dtype)                # T_b = 0: no frame, no alignment
+
+    def body(carry, xs):
+        alpha, total, comp, res = carry
+        eb, ee, n = xs                                   # emissions on diagonal n - 1
+        new = _lae(alpha + eb, _right(alpha + ee, 1))
+        (new,), mx = _shift(new)
+        total, comp = _kahan(total, comp, mx)
+        here = jnp.take_along_axis(new, u_len[:, None], axis=1)[:, 0] + (total - comp)
+        res = jnp.where((n == target) & (t_len > 0), here, res)
+        return (new, total, comp, res), None
+
+    ns = jnp.arange(1, num_t + u1, dtype=t_len.dtype)
+    (_, _, _, res), _ = lax.scan(body, (alpha0, zero, zero, res0), (bls, ems, ns), unroll=_UNROLL)
+    return res
+
+
+def _rnnt_nll(logits, labels, logit_lengths, label_lengths, *, blank=0):
+    """Per-sequence RNN-T negative log-likelihood ``[B]`` (the kernel's math)."""
+    b, num_t, u1, num_c = logits.shape
+    u = labels.shape[1]
+    t_len = jnp.clip(logit_lengths.astype(jnp.int32), 0, num_t)
+    u_len = jnp.clip(label_lengths.astype(jnp.int32), 0, u)
+    bad_len = (logit_lengths < 0) | (logit_lengths > num_t) | (label_lengths < 0) | (label_lengths > u)
+    live_t = jnp.arange(num_t)[None, :] < t_len[:, None]                  # [B, T]
+    live_u = jnp.arange(u1)[None, :] <= u_len[:, None]                   # [B, U1]
+    live = live_t[:, :, None] & live_u[:, None, :]
+    x = jnp.where(live[..., None], logits, jnp.zeros_like(logits))
+    lab_valid = jnp.arange(u)[None, :] < u_len[:, None]
+    lab_ok = (labels >= 0) & (labels < num_c) & (labels != blank)
+    bad = bad_len | jnp.any(lab_valid & ~lab_ok, axis=1)
+    lab = jnp.where(lab_valid & lab_ok, labels, blank).astype(jnp.int32)
+    m, r = _log_normalizer(x)
+    m, r = m[..., 0], r[..., 0]                                          # [B, T, U1]
+    bl = (x[..., blank] - m) - r
+    lab1 = jnp.broadcast_to(jnp.pad(lab, ((0, 0), (0, 1)), constant_values=blank)[:, None, :], (b, num_t, u1))
+    em = (_pick(x, lab1, 3) - m) - r
+    bl = jnp.where(live, bl, _NEG)
+    em = jnp.where(live & jnp.pad(lab_valid, ((0, 0), (0, 1)))[:, None, :], em, _NEG)
+    ll = _rnnt_log_likelihood(bl, em, t_len, u_len)
+    nll = jnp.where(ll >= 0, jnp.zeros_like(ll), -ll)
+    return jnp.where(bad, jnp.full_like(nll, jnp.nan), nll)
+
+
+# ---------------------------------------------------------------------------
+# The public losses
+# ---------------------------------------------------------------------------
+
+_SEQUENCES = Layout(floats=("logits",), labels=("labels",), same_shape=(), per_sequence=True)
+
+
+def _validate(name, logits, labels, logit_lengths, label_lengths, *, blank, rank, **_):
+    """Trace-time checks shared by the sequence losses (shapes, dtypes, blank) and,
+    when the values are concrete, the lengths and the labels within them."""
+    if logits.ndim != rank:
+        shape = "[B, T, C]" if rank == 3 else "[B, T, U+1, C]"
+        raise ValueError(f"{name}: logits must have shape {shape}, got shape {tuple(logits.shape)}")
+    if labels.ndim != 2:
+        raise ValueError(f"{name}: labels must have shape [B, {'S' if rank == 3 else 'U'}], got {tuple(labels.shape)}")
+    b, num_t, num_c = logits.shape[0], logits.shape[1], logits.shape[-1]
+    for arg, x in (("logit_lengths", logit_lengths), ("label_lengths", label_lengths)):
+        if not jnp.issubdtype(x.dtype, jnp.integer):
+            raise TypeError(f"{name}: {arg} must be an integer array, got dtype {x.dtype}")
+        if tuple(x.shape) != (b,):
+            raise ValueError(f"{name}: {arg} must have shape (B,) = ({b},), got {tuple(x.shape)}")
+    if labels.shape[0] != b:
+        raise ValueError(f"{name}: labels must have the batch size of logits ({b}), got shape {tuple(labels.shape)}")
+    if rank == 4 and logits.shape[2] != labels.shape[1] + 1:
+        raise ValueError(f"{name}: logits [B, T, U+1, C] need labels [B, U]: got logits {tuple(logits.shape)} "
+                         f"and labels {tuple(labels.shape)}")
+    if not -num_c <= blank < num_c:
+        raise ValueError(f"{name}: blank must lie in [-C, C) = [{-num_c}, {num_c}), got {blank}")
+    blank %= num_c
+    s = labels.shape[1]
+    for arg, x, hi in (("logit_lengths", logit_lengths, num_t), ("label_lengths", label_lengths, s)):
+        if is_concrete(x):
+            v = np.asarray(x)
+            if np.any((v < 0) | (v > hi)):
+                raise ValueError(f"{name}: {arg} must lie in [0, {hi}], got {v.tolist()}")
+    if is_concrete(labels) and is_concrete(label_lengths):
+        lab = np.asarray(labels)
+        inside = np.arange(s)[None, :] < np.asarray(label_lengths)[:, None]
+        bad = inside & ((lab < 0) | (lab >= num_c) | (lab == blank))
+        if bad.any():
+            raise ValueError(f"{name}: labels within label_lengths must lie in [0, {num_c}) and differ from "
+                             f"blank={blank}, got {lab[bad][:5].tolist()}")
+
+
+def _ctc_validate(name, *inputs, **options):
+    _validate(name, *inputs, rank=3, **options)
+
+
+def _rnnt_validate(name, *inputs, **options):
+    _validate(name, *inputs, rank=4, **options)
+
+
+def _ctc_sample(rng: np.random.Generator) -> tuple:
+    logits = rng.normal(size=(3, 6, 4)).astype(np.float32)
+    labels = rng.integers(1, 4, size=(3, 2)).astype(np.int32)
+    labels[2, 1] = -1                                    # past its label length: ignored
+    return logits, labels, np.array([6, 5, 4], np.int32), np.array([2, 2, 1], np.int32)
+
+
+def _rnnt_sample(rng: np.random.Generator) -> tuple:
+    logits = rng.normal(size=(3, 4, 3, 4)).astype(np.float32)
+    labels = rng.integers(1, 4, size=(3, 2)).astype(np.int32)
+    labels[2, 1] = 7                                     # past its label length: ignored
+    return logits, labels, np.array([4, 3, 2], np.int32), np.array([2, 1, 1], np.int32)
+
+
+@sequence(static={"blank": INT, "zero_infinity": FLAG}, layout=_SEQUENCES, validate=_ctc_validate,
+          example=Example(_ctc_sample, optax="ctc_loss"), class_name="CTCLoss")
+def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infinity=False):
+    r"""Connectionist temporal classification (CTC) loss, per sequence of a padded batch.
+
+    With :math:`p_t = \mathrm{softmax}(z_{b,t})` over the classes and
+    :math:`\mathcal{B}` the map that merges repeated symbols and then drops
+    blanks, the loss of sequence :math:`b` is the negative log-likelihood of
+    its labels over every alignment :math:`\pi` of its :math:`T_b` frames:
+
+    .. math:: \ell_b = -\log \sum_{\pi \in \{1..C\}^{T_b} :\ \mathcal{B}(\pi) = y_{b,1:L_b}}
+        \ \prod_{t=1}^{T_b} p_t(\pi_t),
+        \qquad \text{"mean"} = \frac{\sum_b w_b\, \ell_b / \max(L_b, 1)}{\sum_b w_b}
+
+    computed by the forward algorithm in log space (one ``lax.scan`` over time),
+    its gradient by the forward-backward algorithm (a ``custom_vjp``: measured
+    faster and smaller than reverse mode through the scan,
+    ``benchmarks/bench_sequence.py``). Follows PyTorch's ``F.ctc_loss``, batch
+    first: ``"none"`` is the per-sequence negative log-likelihood, ``"sum"``
+    their sum, ``"mean"`` the mean of each one divided by its label length
+    (at least 1), weighted by ``weights`` as above. Differences: the
+    log-softmax is applied inside (log-probabilities pass through it unchanged,
+    so PyTorch's inputs work too), and the float32 result is never negative
+    (a probability is at most 1) and keeps its relative accuracy for thousands
+    of frames (each frame's variables are shifted to a maximum of 0 and the
+    shifts summed with compensation; the log-softmax keeps a confident class's
+    log-probability exact).
+
+    A sequence no alignment can produce (fewer frames than labels plus
+    repeats, or a frame where every needed class has probability 0) is
+    infeasible: its loss is ``+inf`` (0 with ``zero_infinity=True``, still
+    counted in the mean) and its gradient exactly 0. Frames past
+    ``logit_lengths`` and labels past ``label_lengths`` may hold anything (NaN,
+    padding ids such as -1) and reach neither the value nor the gradient.
+
+    Args:
+      logits: ``[B, T, C]`` unnormalised scores (or log-probabilities) per
+        frame, floating point; class ``blank`` is the blank.
+      labels: ``[B, S]`` integer labels; row b's first ``label_lengths[b]``
+        entries must lie in ``[0, C)`` and differ from ``blank`` (checked when
+        concrete; NaN loss for that sequence under ``jit``), the rest are ignored.
+      logit_lengths: ``[B]`` integer number of frames of each sequence, in
+        ``[0, T]`` (:func:`lengths_from_paddings` turns optax's
+        ``logit_paddings`` into these).
+      label_lengths: ``[B]`` integer number of labels of each sequence, in
+        ``[0, S]``.
+      blank: the blank class, an int in ``[-C, C)`` (negative counts from the
+        end; static). Default 0, as PyTorch.
+      zero_infinity: give infeasible sequences a loss of 0 instead of ``+inf``
+        (static), as PyTorch's ``zero_infinity``.
+
+    Returns:
+      The reduced loss (float32 for bf16/f16/f32 logits); with
+      ``reduction="none"`` the per-sequence negative log-likelihoods ``[B]``
+      (not divided by the label lengths).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.zeros((2, 3, 3))                # uniform over {blank, 1, 2}
+      >>> labels = jnp.array([[1, 2], [1, 1]])
+      >>> jaxloss.ctc_loss(logits, labels, jnp.array([3, 3]), jnp.array([2, 2]), reduction="none")
+      Array([1.686399, 3.295837], dtype=float32)
+      >>> # -log(5/27): 5 alignments of "1 2" in 3 frames; -log(1/27): only "1 blank 1"
+      >>> jaxloss.ctc_loss(logits, labels, jnp.array([3, 2]), jnp.array([2, 2]), reduction="none")
+      Array([1.686399,      inf], dtype=float32)
+    """
+    num_c = logits.shape[-1]
+    nll, l_len = _ctc_nll(logits, labels, logit_lengths, label_lengths, blank=blank % num_c,
+                          zero_infinity=zero_infinity)
+    return Unreduced(nll, mean_loss=nll / jnp.maximum(l_len, 1).astype(nll.dtype))
+
+
+@sequence(static={"blank": INT}, layout=_SEQUENCES, validate=_rnnt_validate,
+          example=Example(_rnnt_sample), class_name="RNNTLoss")
+def rnnt_loss(logits, labels, logit_lengths, label_lengths, *, blank=0):
+    r"""RNN-Transducer loss, per sequence of a padded batch.
+
+    With :math:`p_{t,u} = \mathrm{softmax}(z_{b,t,u})` the joint network's
+    distribution after :math:`t` frames and :math:`u` labels, an alignment is a
+    monotone path through the lattice :math:`(t, u)` from :math:`(0, 0)` that
+    emits label :math:`y_{u+1}` (to :math:`(t, u+1)`) or the blank (to
+    :math:`(t+1, u)`), ending with the blank from :math:`(T_b - 1, U_b)`:
+
+    .. math:: \ell_b = -\log \alpha(T_b, U_b), \qquad
+        \alpha(t, u) = \alpha(t-1, u)\, p_{t-1,u}(\varnothing) + \alpha(t, u-1)\, p_{t,u-1}(y_u),
+        \quad \alpha(0, 0) = 1
+
+    computed in log space along the lattice's anti-diagonals (one
+    ``lax.scan`` over the :math:`T + U` diagonals, a vector operation over
+    :math:`u` each), differentiated by reverse mode through it (the scan's
+    residuals are ``O(B (T + U) U)``, a small fraction of the logits; the
+    gradient itself has the logits' size). Follows torchaudio's
+    ``rnnt_loss`` (``fused_log_softmax=True``) with the blank given
+    explicitly: torchaudio's default is the last class, jaxloss's is 0
+    (``blank=-1`` gives torchaudio's). ``"mean"`` is the (weighted) mean of the
+    per-sequence negative log-likelihoods, ``"sum"`` their sum. A sequence with
+    no frames (``logit_lengths == 0``) has no alignment: ``+inf`` with a zero
+    gradient. Lattice points past either length, also when the arrays are
+    padded beyond the longest sequence, may hold anything (NaN included) and
+    reach neither the value nor the gradient.
+
+    Args:
+      logits: ``[B, T, U+1, C]`` joint-network scores (or log-probabilities),
+        floating point; class ``blank`` is the blank.
+      labels: ``[B, U]`` integer labels; row b's first ``label_lengths[b]``
+        entries must lie in ``[0, C)`` and differ from ``blank`` (checked when
+        concrete; NaN loss for that sequence under ``jit``), the rest are ignored.
+      logit_lengths: ``[B]`` integer number of frames of each sequence, in ``[0, T]``.
+      label_lengths: ``[B]`` integer number of labels of each sequence, in ``[0, U]``.
+      blank: the blank class, an int in ``[-C, C)`` (negative counts from the
+        end; static). Default 0.
+
+    Returns:
+      The reduced loss (float32 for bf16/f16/f32 logits); with
+      ``reduction="none"`` the per-sequence negative log-likelihoods ``[B]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.zeros((1, 2, 2, 3))   # uniform: 2 alignments of 3 steps, -log(2/27)
+      >>> float(jaxloss.rnnt_loss(logits, jnp.array([[1]]), jnp.array([2]), jnp.array([1])))
+      2.602689743041992
+    """
+    num_c = logits.shape[-1]
+    return _rnnt_nll(logits, labels, logit_lengths, label_lengths, blank=blank % num_c)
+
+
+CTCLoss = ctc_loss.Loss
+RNNTLoss = rnnt_loss.Loss
