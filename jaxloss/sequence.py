@@ -505,7 +505,7 @@ def _rnnt_sample(rng: np.random.Generator) -> tuple:
 
 
 @sequence(static={"blank": INT, "zero_infinity": FLAG}, layout=_SEQUENCES, validate=_ctc_validate,
-          example=Example(_ctc_sample, optax="ctc_loss"), class_name="CTCLoss")
+          example=Example(_ctc_sample, grad_order=1, optax="ctc_loss"), class_name="CTCLoss")
 def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infinity=False):
     r"""Connectionist temporal classification (CTC) loss, per sequence of a padded batch.
 
@@ -577,7 +577,7 @@ def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
 
 
 @sequence(static={"blank": INT}, layout=_SEQUENCES, validate=_rnnt_validate,
-          example=Example(_rnnt_sample), class_name="RNNTLoss")
+          example=Example(_rnnt_sample, grad_order=1), class_name="RNNTLoss")
 def rnnt_loss(logits, labels, logit_lengths, label_lengths, *, blank=0):
     r"""RNN-Transducer loss, per sequence of a padded batch.
 
