@@ -124,6 +124,16 @@ def test_language_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_ctc_ocr(tmp_path):
+    out = run_example("ctc_ocr", tmp_path)
+    before = number(r"held-out sequence accuracy: before ([\d.]+)", out)
+    after = number(r"held-out sequence accuracy: before [\d.]+, after ([\d.]+)", out)
+    assert before < 0.05 and after > 0.6, (before, after)
+    assert number(r"character error rate: before [\d.]+, after ([\d.]+)", out) < 0.15
+    assert pngs(tmp_path) == ["ctc_ocr.png"]
+
+
+@pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend captures the figures
     nb = nbformat.read(EXAMPLES / "colab_tpu.ipynb", as_version=4)
@@ -142,7 +152,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
-                                  "segmentation", "metric_learning", "language_model"])
+                                  "segmentation", "metric_learning", "language_model", "ctc_ocr"])
 def test_example_has_size_flags_and_docstring(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     for flag in ("--small", "--large", "--out", "--seed"):
