@@ -73,10 +73,11 @@ def _log_normalizer(x: Array) -> tuple[Array, Array]:
     m = jnp.max(x, axis=-1, keepdims=True)
     finite = jnp.isfinite(m)
     m = jnp.where(finite, m, jnp.zeros_like(m))
-    z = x - m
-    top = z == 0
-    rest = jnp.sum(jnp.where(top, 0.0, jnp.exp(z)), axis=-1, keepdims=True)
-    rest = rest + (jnp.sum(top, axis=-1, keepdims=True).astype(x.dtype) - 1)
+    first = jnp.argmax(x, axis=-1)[..., None].astype(x.dtype)          # one maximum (the first of ties)
+    # 0 at that maximum, 1 elsewhere, by arithmetic: a compare-and-select here takes XLA:CPU
+    # off its fast reduction path (about 3x slower over [8, 200, 51, 128] logits)
+    others = jnp.sign(jnp.abs(lax.broadcasted_iota(x.dtype, x.shape, x.ndim - 1) - first))
+    rest = jnp.sum(jnp.exp(x - m) * others, axis=-1, keepdims=True)
     rest = jnp.where(finite, rest, jnp.zeros_like(rest))
     return m, jnp.where(finite, jnp.log1p(rest), jnp.full_like(rest, jnp.inf))
 
