@@ -49,7 +49,13 @@ sequence = builtin("sequence")
 
 Array = jax.Array
 _NEG = -jnp.inf
-_UNROLL = 4   # scan steps per loop iteration: measured faster and smaller than 1 (bench_sequence.py)
+_UNROLL = 4   # scan steps per loop iteration on long scans: measured faster and smaller than 1 (bench_sequence.py)
+
+
+def _unroll(steps: int) -> int:
+    """Scan steps per loop iteration: 4 for long scans, 1 for short ones (which
+    gain nothing from it and compile faster)."""
+    return _UNROLL if steps >= 64 else 1
 
 
 # ---------------------------------------------------------------------------
@@ -241,7 +247,7 @@ def _ctc_forward(e: Array, skip: Array, t_len: Array, *, history: bool):
         return (alpha, total, comp), (alpha if history else None)
 
     ts = jnp.arange(num_t, dtype=t_len.dtype)
-    (alpha, total, comp), states = lax.scan(body, (alpha0, zero, zero), (e, ts), unroll=_UNROLL)
+    (alpha, total, comp), states = lax.scan(body, (alpha0, zero, zero), (e, ts), unroll=_unroll(num_t))
     return alpha, total - comp, states
 
 
@@ -270,7 +276,7 @@ def _ctc_betas(e: Array, skip: Array, t_len: Array, l_len: Array) -> Array:
         return jnp.where((t < t_len)[:, None], nq, terminal), beta
 
     ts = jnp.arange(num_t, dtype=t_len.dtype)
-    _, betas = lax.scan(body, terminal, (e, ts), reverse=True, unroll=_UNROLL)
+    _, betas = lax.scan(body, terminal, (e, ts), reverse=True, unroll=_unroll(num_t))
     return betas
 
 
@@ -408,7 +414,7 @@ def _rnnt_log_likelihood(bl: Array, em: Array, t_len: Array, u_len: Array) -> Ar
         return (new, total, comp, res), None
 
     ns = jnp.arange(1, num_t + u1, dtype=t_len.dtype)
-    (_, _, _, res), _ = lax.scan(body, (alpha0, zero, zero, res0), (bls, ems, ns), unroll=_UNROLL)
+    (_, _, _, res), _ = lax.scan(body, (alpha0, zero, zero, res0), (bls, ems, ns), unroll=_unroll(num_t + u1))
     return res
 
 
