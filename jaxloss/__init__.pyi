@@ -587,28 +587,25 @@ class TripletLoss(FunctionLoss):
 
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
 class LinearCrossEntropy(FunctionLoss):
     bias: ArrayLike | None
-    class_weights: ArrayLike | None
     label_smoothing: ArrayLike
     z_loss: ArrayLike
     logit_softcap: ArrayLike | None
     ignore_index: int | None
     chunk_size: int | None
-    token_chunk_size: int | None
     precision: Any
     axis_name: Any
-    return_stats: bool
     reduction: AnyReduction
-    def __init__(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
+    def __init__(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
     def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -632,3 +629,38 @@ class VocabParallelCrossEntropy(FunctionLoss):
     def __call__(self, local_logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 def default_chunk_size(num_tokens: 'int', vocab_size: 'int') -> 'int': ...
+
+@overload
+def ctc_loss(
+    logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, blank: int = ..., zero_infinity: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def ctc_loss(
+    logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, blank: int = ..., zero_infinity: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CTCLoss(FunctionLoss):
+    blank: int
+    zero_infinity: bool
+    reduction: AnyReduction
+    def __init__(self, *, blank: int = ..., zero_infinity: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, blank: int = ..., zero_infinity: bool = ..., reduction: AnyReduction = ...) -> CTCLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def rnnt_loss(
+    logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, blank: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def rnnt_loss(
+    logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, blank: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class RNNTLoss(FunctionLoss):
+    blank: int
+    reduction: AnyReduction
+    def __init__(self, *, blank: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, blank: int = ..., reduction: AnyReduction = ...) -> RNNTLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+def lengths_from_paddings(paddings: 'jax.typing.ArrayLike') -> 'Array': ...
