@@ -8,8 +8,8 @@ Conventions shared by the sequence losses (documented in each docstring):
   ``weights``/``where`` are per sequence;
 * the class axis is last and a log-softmax is applied inside (log-probabilities
   work too: the log-softmax leaves them unchanged), computed so that the
-  probability of a confident class keeps its float32 accuracy (see
-  :func:`_log_normalizer`);
+  probability of a confident class keeps its float32 accuracy (the small
+  probabilities go through ``log1p`` without the most likely class's 1);
 * everything past the lengths is replaced before any arithmetic (the double
   ``where``): a frame past ``logit_lengths`` or a label past ``label_lengths``
   may hold anything, NaN or an out-of-range label included, and never reaches
