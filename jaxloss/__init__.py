@@ -147,6 +147,11 @@ from .segmentation import dice_loss as dice_loss
 from .segmentation import focal_tversky_loss as focal_tversky_loss
 from .segmentation import jaccard_loss as jaccard_loss
 from .segmentation import tversky_loss as tversky_loss
+from .sequence import CTCLoss as CTCLoss
+from .sequence import RNNTLoss as RNNTLoss
+from .sequence import ctc_loss as ctc_loss
+from .sequence import lengths_from_paddings as lengths_from_paddings
+from .sequence import rnnt_loss as rnnt_loss
 from .train import make_train_step as make_train_step
 
 __version__ = "0.1.0"
@@ -293,4 +298,9 @@ __all__ = [
     "CRPSEnsembleLoss",
     "energy_score_loss",
     "EnergyScoreLoss",
+    "ctc_loss",
+    "CTCLoss",
+    "rnnt_loss",
+    "RNNTLoss",
+    "lengths_from_paddings",
 ]

@@ -135,6 +135,9 @@ class Layout:
         and the weight of ``"mean"``, ``"sum"`` and ``"sum_and_weight"`` are
         all-reduced (``psum``) over it before ``"mean"`` divides, so every
         device returns the global value; ``"none"`` stays per device.
+      per_sequence: the unreduced loss is one entry per sequence of a batch of
+        padded sequences (shape ``[B]``, inputs of different shapes: logits,
+        labels, lengths); only words the shared ``weights``/``where`` arguments.
     """
 
     floats: tuple[str, ...] | None = None
@@ -149,6 +152,7 @@ class Layout:
     trailing: bool = False
     values: Mapping[str, Domain] = dataclasses.field(default_factory=dict)
     batch_axis_name: str | None = None
+    per_sequence: bool = False
 
     def axis(self, options: Mapping[str, Any]) -> int | None:
         """The reduced axis for these static options (may be negative)."""
@@ -262,11 +266,16 @@ class Unreduced(NamedTuple):
         ``"sum_and_weight"``; ``loss`` is then not evaluated (XLA drops it).
         ``per_element_aux`` replaces ``aux.per_element`` (or is None).
       aux: optional :class:`Aux`; the loss then returns ``(loss, stats)``.
+      mean_loss: the values ``"mean"`` (and the ``s`` of ``"sum_and_weight"``)
+        average in place of ``loss``, when the mean is not the sum divided by a
+        weight (CTC: ``nll / max(label_length, 1)``, averaged over sequences,
+        while ``"sum"`` and ``"none"`` keep the plain ``nll``).
     """
 
     loss: Array
     weight: Array | None = None
     count: Array | None = None
+    mean_loss: Array | None = None
     fused: Callable[[Array], tuple[Array, Any]] | None = None
     aux: Aux | None = None
 
@@ -661,7 +670,8 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         if checked:
             _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options, weights, element)
         out = _run_kernel(kernel, arrays, kernel_options)
-        values = out.loss.astype(dtype)
+        mean_like = out.mean_loss is not None and reduction in ("mean", "sum_and_weight")
+        values = (out.mean_loss if mean_like else out.loss).astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
         axis_name = options.get(layout.batch_axis_name) if layout.batch_axis_name else None
         if axis_name is None or reduction == "none":
@@ -770,6 +780,7 @@ _SHARED_ARGS = {
         "with no valid element leaves the mean; ``weights`` weight each element's terms as described above)"
     ),
     "batch": "per anchor, shape ``[B]`` (a masked anchor still serves as the others' positive or negative)",
+    "sequence": "per sequence, shape ``[B]`` (a masked sequence is read as one of length 0)",
 }
 
 
@@ -778,7 +789,8 @@ def _document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
     arguments appended to its Args, written here once for every loss."""
     if not doc or "Args:" not in doc:
         return doc
-    kind = ("items" if sig.element_where else "dense" if layout.dense else "batch" if not layout.mask_inputs
+    kind = ("items" if sig.element_where else "dense" if layout.dense else "sequence" if layout.per_sequence
+            else "batch" if not layout.mask_inputs
             else "reduced" if layout.reduced_axis is not None or layout.per_example or layout.trailing
             else "elementwise")
     indent = " " * 4

@@ -53,7 +53,7 @@ def test_build_strict_has_every_page(site):
                  "contributing/index.html", "api/index.html", "api/regression/index.html",
                  "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
                  "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
-                 "api/multimodal/index.html", "api/train/index.html", "api/core/index.html"):
+                 "api/sequence/index.html", "sequence/index.html", "api/train/index.html", "api/core/index.html"):
         assert (site / page).is_file(), page
 
 
@@ -73,7 +73,7 @@ def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
     for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab",
-                   "ranking", "probabilistic", "multimodal", "margin_softmax"):
+                   "ranking", "probabilistic", "multimodal", "margin_softmax", "sequence"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
@@ -119,7 +119,7 @@ def test_gallery_script_cli(tmp_path):
 
 
 @pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md", "ranking.md",
-                                  "forecasting.md"])
+                                  "forecasting.md", "sequence.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:

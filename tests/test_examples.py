@@ -136,6 +136,15 @@ def test_contrastive(tmp_path):
     assert pngs(tmp_path) == ["contrastive.png"]
 
 
+def test_ctc_ocr(tmp_path):
+    out = run_example("ctc_ocr", tmp_path)
+    before = number(r"held-out sequence accuracy: before ([\d.]+)", out)
+    after = number(r"held-out sequence accuracy: before [\d.]+, after ([\d.]+)", out)
+    assert before < 0.05 and after > 0.6, (before, after)
+    assert number(r"character error rate: before [\d.]+, after ([\d.]+)", out) < 0.15
+    assert pngs(tmp_path) == ["ctc_ocr.png"]
+
+
 @pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend captures the figures
@@ -174,7 +183,7 @@ def test_forecasting(tmp_path):
 
 @pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
                                   "segmentation", "metric_learning", "language_model", "forecasting",
-                                  "contrastive"])
+                                  "contrastive", "ctc_ocr"])
 def test_example_has_size_flags_and_docstring(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     for flag in ("--small", "--large", "--out", "--seed"):
