@@ -20,6 +20,13 @@ Scored on held-out pairs by retrieval recall@1 in both directions: the fraction
 of first-tower embeddings whose most similar second-tower embedding is their own
 pair (and the reverse), before training (random towers) and after.
 
+A second part trains an embedding net for identity recognition (synthetic
+"faces": identities are latent codes, samples add nuisance noise) with
+``arcface_loss`` (learned class centres, additive angular margin) and with plain
+softmax cross-entropy on a linear head, and scores verification accuracy --
+same identity or not, from the cosine of two embeddings -- on identities held
+out of training.
+
     python examples/contrastive.py            # default size (under a minute on a CPU)
     python examples/contrastive.py --small    # the size CI runs
     python examples/contrastive.py --large    # more data, longer training
@@ -60,6 +67,7 @@ LATENT, DIM_A, DIM_B, EMBEDDING, DEVICES = 12, 48, 32, 16, 8
 def make_world(rng):
     """The two random nonlinear views of the shared latent code."""
     return {"wa": rng.normal(size=(LATENT, DIM_A)) / np.sqrt(LATENT),
+            "wn": rng.normal(size=(LATENT, DIM_A)) / np.sqrt(LATENT),
             "wb": rng.normal(size=(LATENT, DIM_B)) / np.sqrt(LATENT),
             "vb": rng.normal(size=(DIM_B, DIM_B)) / np.sqrt(DIM_B)}
 
@@ -195,21 +203,102 @@ def retrieval_section(args, cfg):
     return results
 
 
-# identity recognition with arcface_loss: added with margin_softmax.py (a second section
-# `identity_section(args, cfg)` returning its results, called from main and plotted beside these).
+# ---------------------------------------------------------------------------
+# Identity recognition: arcface_loss against softmax cross-entropy
+# ---------------------------------------------------------------------------
+
+IDENTITY = {"small": {"ids": 100, "per_id": 20, "test_ids": 64, "steps": 300},
+            "default": {"ids": 400, "per_id": 20, "test_ids": 128, "steps": 1000},
+            "large": {"ids": 1600, "per_id": 20, "test_ids": 256, "steps": 3000}}
+
+
+def make_faces(rng, world, ids, per_id):
+    """``ids`` identities, each a random latent code; a sample is its code with a
+    little noise plus a strong nuisance code (pose, light), both seen through the
+    first view's nonlinear map: a random net keeps the nuisance, training must
+    learn to ignore it."""
+    n = ids * per_id
+    codes = rng.normal(size=(ids, LATENT))
+    z = np.repeat(codes, per_id, axis=0) + 0.3 * rng.normal(size=(n, LATENT))
+    nuisance = 1.5 * rng.normal(size=(n, LATENT)) @ world["wn"]
+    x = np.tanh(z @ world["wa"] + nuisance) + 0.15 * rng.normal(size=(n, DIM_A))
+    return x.astype(np.float32), np.repeat(np.arange(ids), per_id).astype(np.int32)
+
+
+def verification_accuracy(emb, ids, rng, pairs=2000):
+    """Same-or-different identity from the cosine of two held-out embeddings: the
+    threshold is picked on half of the pairs and scored on the other half."""
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    i, j = rng.integers(0, len(e), size=(2, pairs))
+    same = rng.uniform(size=pairs) < 0.5  # half the pairs from one identity
+    j = np.where(same, [rng.choice(np.flatnonzero(ids == ids[k])) for k in i], j)
+    cos, label = np.sum(e[i] * e[j], axis=1), ids[i] == ids[j]
+    half = pairs // 2
+    grid = np.sort(cos[:half])
+    best = grid[np.argmax([np.mean((cos[:half] > t) == label[:half]) for t in grid])]
+    return float(np.mean((cos[half:] > best) == label[half:])), cos[half:], label[half:]
+
+
+def identity_section(args, size):
+    """An embedding net trained on some identities with arcface_loss or softmax
+    cross-entropy, scored on identities it never saw (verification)."""
+    cfg = IDENTITY[size]
+    rng = np.random.default_rng(args.seed + 1)
+    world = make_world(rng)
+    x, y = make_faces(rng, world, cfg["ids"], cfg["per_id"])
+    tx, ty = make_faces(rng, world, cfg["test_ids"], cfg["per_id"])
+    print(f"\nidentity recognition: {cfg['ids']} training identities x {cfg['per_id']} samples, "
+          f"{cfg['test_ids']} held-out identities")
+    heads = {"arcface_loss": lambda e, w, y: jaxloss.arcface_loss(e, w, y, scale=16.0, margin=0.2),
+             "sparse_cross_entropy": lambda e, w, y: jaxloss.sparse_cross_entropy(e @ w.T, y)}
+    results = {}
+    for name, head in heads.items():
+        key_t, key_w = jax.random.split(jax.random.PRNGKey(args.seed))
+        params = {"net": init_tower(key_t, (DIM_A, 128, EMBEDDING)),
+                  "centres": jax.random.normal(key_w, (cfg["ids"], EMBEDDING))}
+        before, _, _ = verification_accuracy(np.asarray(tower(params["net"], tx)), ty, np.random.default_rng(0))
+        optimizer = optax.adam(3e-3)
+        opt_state = optimizer.init(params)
+
+        @jax.jit
+        def step(params, opt_state, xb, yb, head=head):
+            loss, grads = jax.value_and_grad(lambda p: head(tower(p["net"], xb), p["centres"], yb))(params)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, loss
+
+        for _ in tqdm(range(cfg["steps"]), desc=name, leave=False, disable=None):
+            idx = rng.choice(len(x), size=256, replace=False)
+            params, opt_state, _ = step(params, opt_state, x[idx], y[idx])
+        after, cos, same = verification_accuracy(np.asarray(tower(params["net"], tx)), ty, np.random.default_rng(0))
+        results[name] = {"before": before, "after": after, "cos": cos, "same": same}
+    print("held-out identity verification accuracy (chance 0.5):")
+    for name, r in results.items():
+        print(f"  {name:22s} before {r['before']:.3f}  after {r['after']:.3f}")
+    return results
 
 
 def main(argv=None):
     args, cfg, start = _common.setup(__doc__, SIZES, argv, large_help="more data, longer training")
     results = retrieval_section(args, cfg)
+    size = "small" if args.small else "large" if args.large else "default"
+    identity = identity_section(args, size)
     path = _common.plot_file(args.out, "contrastive.png")
-    plot(results, path)
+    plot(results, path, identity)
     _common.finish(path, start)
 
 
-def plot(results, path, pairs=40):
+def plot(results, path, identity, pairs=40):
     plt = _common.pyplot()
-    fig, axes = plt.subplots(1, len(results) + 1, figsize=(5.2 * (len(results) + 1), 4.8))
+    fig, axes = plt.subplots(1, len(results) + 2, figsize=(5.2 * (len(results) + 2), 4.8))
+    ax = axes[-1]
+    for (name, r), color in zip(identity.items(), ("tab:green", "tab:gray")):
+        ax.hist(r["cos"][r["same"]], bins=30, alpha=0.5, color=color, label=f"{name}: same identity")
+        ax.hist(r["cos"][~r["same"]], bins=30, alpha=0.5, color=color, histtype="step", lw=1.5,
+                label=f"{name}: different")
+    ax.set_xlabel("cosine of two held-out embeddings")
+    ax.set_title("identity verification (held-out identities)")
+    ax.legend(fontsize=7)
+    axes = axes[:-1]
     for ax, (name, r) in zip(axes, results.items()):
         ea, eb = (e / np.linalg.norm(e, axis=1, keepdims=True) for e in (r["ea"][:pairs], r["eb"][:pairs]))
         both = np.concatenate([ea, eb])

@@ -447,7 +447,7 @@ def head_cross_entropy(hidden, params, labels, transform, theta, hp, *, smooth_w
         keep = jnp.ones(lead, value.dtype) if keep is None else keep
         count = keep * w_y
     aux = Aux(per_token, _summarize) if return_stats else None
-    return Unreduced(value.reshape(lead), keep, count, fused, aux)
+    return Unreduced(value.reshape(lead), keep, count, fused=fused, aux=aux)
 
 
 def _fused_rows(n, v, acc, hidden, params, chunk_size, token_chunk, axis_name) -> int:

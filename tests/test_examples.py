@@ -133,6 +133,11 @@ def test_contrastive(tmp_path):
         # trained on 8 devices with gather="ring": retrieval far above the random towers' (chance 1/256)
         assert after_ab > before_ab + 0.5 and after_ba > before_ba + 0.5, (name, m.groups())
     assert "split over 8" in out and "gather='ring'" in out
+    for name in ("arcface_loss", "sparse_cross_entropy"):  # verification on held-out identities
+        m = re.search(rf"^  {name}\s+before ([\d.]+)\s+after ([\d.]+)", out, re.MULTILINE)
+        assert m, f"no identity row {name!r} in:\n{out}"
+        before, after = map(float, m.groups())
+        assert after > before + 0.1 and after > 0.75, (name, before, after)
     assert pngs(tmp_path) == ["contrastive.png"]
 
 
