@@ -115,6 +115,16 @@ def test_segmentation_multiclass(tmp_path):
 
 
 @pytest.mark.slow
+def test_detection(tmp_path):
+    out = run_example("detection", tmp_path)
+    iou = {k: number(rf"^{k}\s+([\d.]+)\s+[\d.]+%", out) for k in ("L1", "GIoU", "CIoU")}
+    # "the IoU losses reach the mean IoU of L1 or a little more" on held-out boxes
+    assert min(iou.values()) > 0.6, iou
+    assert iou["GIoU"] > iou["L1"] - 0.01 and iou["CIoU"] > iou["L1"] - 0.01, iou
+    assert pngs(tmp_path) == ["detection.png"]
+
+
+@pytest.mark.slow
 def test_metric_learning(tmp_path):
     out = run_example("metric_learning", tmp_path)
     raw = number(r"raw inputs \(32-D\)\s+([\d.]+)", out)
@@ -159,7 +169,7 @@ def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
-                                  "segmentation", "metric_learning", "language_model"])
+                                  "segmentation", "detection", "metric_learning", "language_model"])
 def test_example_has_size_flags_and_docstring(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     for flag in ("--small", "--large", "--out", "--seed"):
