@@ -1,6 +1,21 @@
 r"""Segmentation losses: overlap scores of predicted probabilities against targets.
 
-Every function here takes ``probs`` (probabilities in ``[0, 1]``, or logits with
+Two kinds of input:
+
+* **label maps** (:func:`multiclass_dice_loss`, :func:`generalized_dice_loss`,
+  :func:`lovasz_softmax_loss`): channels-last logits ``[..., C]`` (any class
+  ``axis``) against integer labels ``[...]``, with a softmax over the classes
+  and ``ignore_index`` where the anchor library has one; :func:`lovasz_hinge_loss`
+  takes binary logits and ``{0, 1}`` targets of one shape. Each docstring gives
+  its anchor's semantics (segmentation_models_pytorch, MONAI), what
+  ``reduction="none"`` returns, and how a pixel mask (a ``where``/``weights``
+  shaped like the labels) applies. The guide page "Dense prediction" says when
+  to use which.
+* **probabilities and targets of one shape** (:func:`dice_loss`,
+  :func:`jaccard_loss`, :func:`tversky_loss`, :func:`focal_tversky_loss`),
+  described in the rest of this page.
+
+The second kind takes ``probs`` (probabilities in ``[0, 1]``, or logits with
 ``from_logits=True``) and ``targets`` of the same shape (hard ``{0, 1}`` masks or
 soft targets in ``[0, 1]``; float, int or bool) and computes soft overlap counts
 
@@ -48,8 +63,10 @@ loss 0, for every ``smooth >= 0``; at ``smooth = 0`` the 0/0 there is defined as
 ``from_logits=True`` (static) applies a sigmoid to ``probs`` first (with
 :math:`1 - p = \sigma(-x)` computed directly), so
 ``DiceLoss(from_logits=True) + BinaryCrossEntropyWithLogits()`` composes on one
-array of logits. For a multi-class softmax, pass ``jax.nn.softmax(logits)``
-and one-hot targets with the default ``from_logits=False``.
+array of logits. For a multi-class softmax on integer labels use
+:func:`multiclass_dice_loss`; these losses take ``jax.nn.softmax(logits)`` and
+one-hot targets with the default ``from_logits=False`` (per-image scores with
+``axis``).
 """
 
 from __future__ import annotations
@@ -382,7 +399,7 @@ _LOGITS_MAP = Layout(labels=("labels",), per_example=("labels",), reduced_axis="
 
 @segmentation(static={"axis": AXIS, "ignore_index": OPTIONAL_INT, "from_logits": FLAG}, layout=_LABEL_MAP,
               validate=_label_map_axes, checks={"smooth": NONNEGATIVE, "eps": NONNEGATIVE},
-              example=Example(_label_map_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0))))
+              example=Example(_label_map_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0)), optax="dice_loss"))
 def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=None, from_logits=True, axis=-1,
                          element_weights=None):
     r"""Multi-class soft Dice loss on integer label maps, one score per class.
@@ -402,7 +419,11 @@ def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=N
     ``C`` classes, ``smooth`` is added to numerator and denominator, the
     denominator is clamped below at ``eps``, and ``ignore_index`` pixels leave
     both the predictions and the targets. jaxloss takes channels-last logits
-    ``[..., C]`` (any ``axis``) and labels ``[...]``.
+    ``[..., C]`` (any ``axis``) and labels ``[...]``. It equals
+    ``optax.losses.dice_loss(logits, one_hot(labels), axis=<all but the class
+    axis>, reduction="none")`` at ``smooth=0`` when every class is present;
+    optax scores an absent class :math:`1 - s / (\sum_i p_{ic} + s)` and adds
+    its ``smooth`` in the Tversky form (twice the weight of this one).
 
     Args:
       logits: class logits ``[..., C]`` (probabilities with ``from_logits=False``), floating point.

@@ -47,6 +47,7 @@ def site(tmp_path_factory):
 def test_build_strict_has_every_page(site):
     for page in ("index.html", "choosing/index.html", "examples/index.html", "gallery/index.html",
                  "coming_from/index.html", "frameworks/index.html", "large_vocab/index.html",
+                 "dense_prediction/index.html", "api/detection/index.html",
                  "contributing/index.html", "api/index.html", "api/regression/index.html",
                  "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
                  "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
@@ -69,7 +70,8 @@ def test_gallery_has_every_elementwise_loss(site):
 def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
-    for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab"):
+    for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "detection", "metric",
+                   "large_vocab"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
@@ -114,7 +116,8 @@ def test_gallery_script_cli(tmp_path):
     assert "### huber_loss" in md and "$$" in md and "[jaxloss.regression.huber_loss]" in md
 
 
-@pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md"])
+@pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md",
+                                  "dense_prediction.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:

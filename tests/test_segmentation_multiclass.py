@@ -201,7 +201,8 @@ def test_multiclass_dice_pixel_mask_and_weights_shaped_like_labels():
     keep = rng.uniform(size=y.shape) < 0.7
     close(jaxloss.multiclass_dice_loss(x, y, where=keep, reduction="none"), np_smp_dice(f64(x), y, pixel_w=keep))
     k = rng.integers(0, 3, size=y.shape)  # a pixel of weight k counts k times
-    repeated = np_smp_dice(np.repeat(f64(x).reshape(-1, 4), k.reshape(-1), axis=0), np.repeat(y.reshape(-1), k.reshape(-1)))
+    counts = k.reshape(-1)
+    repeated = np_smp_dice(np.repeat(f64(x).reshape(-1, 4), counts, axis=0), np.repeat(y.reshape(-1), counts))
     close(jaxloss.multiclass_dice_loss(x, y, weights=k.astype(np.float32), reduction="none"), repeated)
 
 
