@@ -469,6 +469,129 @@ class TverskyLoss(FunctionLoss):
     def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def multiclass_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def multiclass_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MulticlassDiceLoss(FunctionLoss):
+    smooth: ArrayLike
+    eps: ArrayLike
+    ignore_index: int | None
+    from_logits: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> MulticlassDiceLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GeneralizedDiceLoss(FunctionLoss):
+    smooth_nr: ArrayLike
+    smooth_dr: ArrayLike
+    weighting: Literal['square', 'simple', 'uniform']
+    include_background: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedDiceLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LovaszSoftmaxLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> LovaszSoftmaxLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LovaszHingeLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
+    reduction: AnyReduction
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> LovaszHingeLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def giou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def giou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> GIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def diou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def diou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class DIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> DIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def ciou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def ciou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> CIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def batch_triplet_loss(
     embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., mining: Literal['batch_all', 'batch_hard', 'semi_hard'] = ..., squared: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -587,28 +710,25 @@ class TripletLoss(FunctionLoss):
 
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
 class LinearCrossEntropy(FunctionLoss):
     bias: ArrayLike | None
-    class_weights: ArrayLike | None
     label_smoothing: ArrayLike
     z_loss: ArrayLike
     logit_softcap: ArrayLike | None
     ignore_index: int | None
     chunk_size: int | None
-    token_chunk_size: int | None
     precision: Any
     axis_name: Any
-    return_stats: bool
     reduction: AnyReduction
-    def __init__(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
+    def __init__(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, bias: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
     def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -632,145 +752,3 @@ class VocabParallelCrossEntropy(FunctionLoss):
     def __call__(self, local_logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 def default_chunk_size(num_tokens: 'int', vocab_size: 'int') -> 'int': ...
-
-@overload
-def general_robust_loss(
-    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def general_robust_loss(
-    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class GeneralRobustLoss(FunctionLoss):
-    alpha: ArrayLike
-    scale: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> GeneralRobustLoss: ...  # type: ignore[override]
-    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def ranking_softmax_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def ranking_softmax_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class RankingSoftmaxLoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> RankingSoftmaxLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def listmle_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def listmle_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class ListMLELoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> ListMLELoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def pairwise_hinge_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, margin: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def pairwise_hinge_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, margin: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class PairwiseHingeLoss(FunctionLoss):
-    margin: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> PairwiseHingeLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def pairwise_logistic_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def pairwise_logistic_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class PairwiseLogisticLoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> PairwiseLogisticLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def approx_ndcg_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def approx_ndcg_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class ApproxNDCGLoss(FunctionLoss):
-    temperature: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> ApproxNDCGLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def crps_gaussian_loss(
-    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def crps_gaussian_loss(
-    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class CRPSGaussianLoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> CRPSGaussianLoss: ...  # type: ignore[override]
-    def __call__(self, mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def crps_ensemble_loss(
-    ensemble: ArrayLike, target: ArrayLike, *, fair: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def crps_ensemble_loss(
-    ensemble: ArrayLike, target: ArrayLike, *, fair: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class CRPSEnsembleLoss(FunctionLoss):
-    fair: bool
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, fair: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, fair: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> CRPSEnsembleLoss: ...  # type: ignore[override]
-    def __call__(self, ensemble: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def energy_score_loss(
-    ensemble: ArrayLike, target: ArrayLike, *, fair: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def energy_score_loss(
-    ensemble: ArrayLike, target: ArrayLike, *, fair: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class EnergyScoreLoss(FunctionLoss):
-    fair: bool
-    reduction: AnyReduction
-    def __init__(self, *, fair: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, fair: bool = ..., reduction: AnyReduction = ...) -> EnergyScoreLoss: ...  # type: ignore[override]
-    def __call__(self, ensemble: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
