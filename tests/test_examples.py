@@ -118,9 +118,11 @@ def test_segmentation_multiclass(tmp_path):
 def test_detection(tmp_path):
     out = run_example("detection", tmp_path)
     iou = {k: number(rf"^{k}\s+([\d.]+)\s+[\d.]+%", out) for k in ("L1", "GIoU", "CIoU")}
-    # "the IoU losses reach the mean IoU of L1 or a little more" on held-out boxes
-    assert min(iou.values()) > 0.6, iou
-    assert iou["GIoU"] > iou["L1"] - 0.01 and iou["CIoU"] > iou["L1"] - 0.01, iou
+    small = {k: number(rf"^{k}\s+[\d.]+\s+[\d.]+%\s+[\d.]+%\s+([\d.]+)$", out) for k in iou}
+    # "a higher held-out mean IoU than L1, most of the gain on the smallest boxes"
+    assert min(iou.values()) > 0.5, iou
+    assert iou["GIoU"] > iou["L1"] + 0.005 and iou["CIoU"] > iou["L1"], iou
+    assert small["GIoU"] > small["L1"] + 0.01, small
     assert pngs(tmp_path) == ["detection.png"]
 
 
