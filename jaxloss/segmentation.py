@@ -392,6 +392,11 @@ def _per_image_axis(name, logits, labels, *, axis=-1, per_image=False, **_):
         )
 
 
+# The label-map Dice losses form FP + FN as sum(p) + sum(t) - 2 TP, as their anchors do:
+# measured in value-and-gradient on [8, 128, 128, 21] logits, the complementary sums
+# sum(p (1 - t) + (1 - p) t) took 1.6x the time and twice the temporary memory (of
+# optax.losses.dice_loss, which this form matches). The gradient is exact either way; the
+# value's relative precision at a loss l is about 1e-7 / l in float32.
 _LABEL_MAP = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True,
                     dense=True, values={"logits": PROBABILITIES.but_not_when("from_logits")})
 _LOGITS_MAP = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True, dense=True)
@@ -453,12 +458,12 @@ def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=N
     pixels = tuple(range(m.p.ndim - 1))
     p, t = m.p, m.t
     tp = jnp.sum(m.weighted(p * t), axis=pixels)
-    errors = jnp.sum(m.weighted(p * (1.0 - t) + (1.0 - p) * t), axis=pixels)  # FP + FN = sum(p + t) - 2 TP
-    den = 2.0 * tp + errors + smooth
-    clamped = jnp.maximum(den, eps)
-    # 1 - (2 TP + s) / max(den, eps), written as one fraction (exact for a small loss)
-    loss = safe_div(errors + jnp.maximum(eps - den, 0.0), clamped)
-    present = jnp.sum(m.weighted(t), axis=pixels) > 0
+    ground = jnp.sum(m.weighted(t), axis=pixels)
+    card = jnp.sum(m.weighted(p), axis=pixels) + ground
+    den = card + smooth
+    # 1 - (2 TP + s) / max(den, eps) as one fraction; FP + FN = card - 2 TP (see the note above _LABEL_MAP)
+    loss = safe_div(card - 2.0 * tp + jnp.maximum(eps - den, 0.0), jnp.maximum(den, eps))
+    present = ground > 0
     loss = m.nan_if_bad(jnp.where(present, loss, 0.0), tuple(range(labels.ndim)))
     if m.w is None:
         return loss
@@ -520,8 +525,8 @@ def generalized_dice_loss(logits, labels, *, smooth_nr=1e-5, smooth_dr=1e-5, wei
     weigh = (lambda v: v) if w_px is None else (lambda v: w_px * v)
     pixels = tuple(range(1, p.ndim - 1))
     tp = jnp.sum(weigh(p * t), axis=pixels)
-    errors = jnp.sum(weigh(p * (1.0 - t) + (1.0 - p) * t), axis=pixels)  # G + P - 2 I
     ground = jnp.sum(weigh(t), axis=pixels)
+    errors = jnp.sum(weigh(p), axis=pixels) + ground - 2.0 * tp  # G + P - 2 I (see the note above _LABEL_MAP)
     present = ground > 0
     if weighting == "uniform":
         w = jnp.ones_like(ground)
@@ -546,8 +551,12 @@ def _lovasz(errors, fg, w):
     (a batched sort, no loop). Pixels of weight 0 sort last and add 0; a pixel
     of weight ``k`` counts as ``k`` pixels of its error. The gradient flows
     through the sorted errors; the Jaccard increments are constants."""
-    key = jnp.where(w > 0, -errors, jnp.inf)
-    _, e, g, v = jax.lax.sort((key, errors, fg, w), dimension=-1, num_keys=1)
+    # Sorting the key with an iota and gathering the rest was 1.7x faster in value and gradient
+    # (21 classes of 131072 pixels, CPU) than sorting all four arrays together.
+    key = jax.lax.stop_gradient(jnp.where(w > 0, -errors, jnp.inf))
+    iota = jax.lax.broadcasted_iota(jnp.int32, errors.shape, errors.ndim - 1)
+    _, perm = jax.lax.sort((key, iota), dimension=-1, num_keys=1)
+    e, g, v = (jnp.take_along_axis(a, perm, axis=-1) for a in (errors, fg, w))
     gts = jnp.sum(v * g, axis=-1, keepdims=True)
     union = gts + jnp.cumsum(v * (1.0 - g), axis=-1)
     # 1 - (gts - cumsum(v g)) / union, whose numerator is cumsum(v): exact, and 0 where nothing is counted
