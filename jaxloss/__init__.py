@@ -38,6 +38,12 @@ from .binary import sigmoid_focal_loss as sigmoid_focal_loss
 from .binary import soft_margin_loss as soft_margin_loss
 from .binary import sparsemax_loss as sparsemax_loss
 from .binary import squared_hinge_loss as squared_hinge_loss
+from .detection import CIoULoss as CIoULoss
+from .detection import DIoULoss as DIoULoss
+from .detection import GIoULoss as GIoULoss
+from .detection import ciou_loss as ciou_loss
+from .detection import diou_loss as diou_loss
+from .detection import giou_loss as giou_loss
 from .divergence import GeneralizedKLDivergence as GeneralizedKLDivergence
 from .divergence import JSDivergence as JSDivergence
 from .divergence import KLDivergence as KLDivergence
@@ -141,11 +147,19 @@ from .regression import quantile_loss as quantile_loss
 from .regression import smooth_l1_loss as smooth_l1_loss
 from .segmentation import DiceLoss as DiceLoss
 from .segmentation import FocalTverskyLoss as FocalTverskyLoss
+from .segmentation import GeneralizedDiceLoss as GeneralizedDiceLoss
 from .segmentation import JaccardLoss as JaccardLoss
+from .segmentation import LovaszHingeLoss as LovaszHingeLoss
+from .segmentation import LovaszSoftmaxLoss as LovaszSoftmaxLoss
+from .segmentation import MulticlassDiceLoss as MulticlassDiceLoss
 from .segmentation import TverskyLoss as TverskyLoss
 from .segmentation import dice_loss as dice_loss
 from .segmentation import focal_tversky_loss as focal_tversky_loss
+from .segmentation import generalized_dice_loss as generalized_dice_loss
 from .segmentation import jaccard_loss as jaccard_loss
+from .segmentation import lovasz_hinge_loss as lovasz_hinge_loss
+from .segmentation import lovasz_softmax_loss as lovasz_softmax_loss
+from .segmentation import multiclass_dice_loss as multiclass_dice_loss
 from .segmentation import tversky_loss as tversky_loss
 from .sequence import CTCLoss as CTCLoss
 from .sequence import RNNTLoss as RNNTLoss
@@ -247,6 +261,20 @@ __all__ = [
     "JaccardLoss",
     "tversky_loss",
     "TverskyLoss",
+    "multiclass_dice_loss",
+    "MulticlassDiceLoss",
+    "generalized_dice_loss",
+    "GeneralizedDiceLoss",
+    "lovasz_softmax_loss",
+    "LovaszSoftmaxLoss",
+    "lovasz_hinge_loss",
+    "LovaszHingeLoss",
+    "giou_loss",
+    "GIoULoss",
+    "diou_loss",
+    "DIoULoss",
+    "ciou_loss",
+    "CIoULoss",
     "batch_triplet_loss",
     "BatchTripletLoss",
     "contrastive_loss",

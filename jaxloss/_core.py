@@ -573,15 +573,22 @@ def _run_kernel(kernel: Callable[..., Any], arrays: tuple, options: Mapping[str,
 
 
 def _split_dense(
-    name: str, mask_like: Array | None, arg: str, loss_shape: tuple, input_shape: tuple
+    name: str, mask_like: Array | None, arg: str, loss_shape: tuple, input_shape: tuple, axis: int | None = None
 ) -> tuple[Array | None, Array | None]:
     """``(per loss entry, per input element)``: a dense layout's ``where`` or
     ``weights`` applies per loss entry when it broadcasts to the loss, else per
-    element of the inputs."""
+    element of the inputs. With a class ``axis`` (label maps), one that
+    broadcasts to the pixels (the inputs without that axis, the labels' shape)
+    applies to every class of its pixel."""
     if mask_like is None or broadcasts_to(mask_like.shape, loss_shape):
         return mask_like, None
-    check_broadcastable(name, arg, mask_like.shape, input_shape,
-                        f"the unreduced loss {tuple(loss_shape)} or the inputs")
+    what = f"the unreduced loss {tuple(loss_shape)} or the inputs"
+    if axis is not None:
+        pixels = tuple(input_shape[:axis]) + tuple(input_shape[axis + 1:])
+        if broadcasts_to(mask_like.shape, pixels):
+            return None, jnp.broadcast_to(jnp.expand_dims(jnp.broadcast_to(mask_like, pixels), axis), input_shape)
+        what = f"the unreduced loss {tuple(loss_shape)}, the pixels {pixels} or the inputs"
+    check_broadcastable(name, arg, mask_like.shape, input_shape, what)
     return None, jnp.broadcast_to(mask_like, input_shape)
 
 
@@ -589,11 +596,14 @@ def _lay_dense(name: str, layout: Layout, arrays: tuple, weights: Array | None, 
                loss_shape: tuple, options: Mapping[str, Any], dtype: Any) -> tuple:
     """A dense layout's ``(arrays, weights, where, element_weights, element_where)``:
     ``where`` and ``weights`` that broadcast to the loss stay per loss entry; the
-    others apply per input element, whose masked entries are zeroed in the inputs
-    (``element_where`` is that per-element mask alone, or None)."""
+    others apply per input element (per pixel, shaped like the labels, with a class
+    axis), whose masked entries are zeroed in the inputs (``element_where`` is that
+    per-element mask alone, or None)."""
     input_shape = arrays[0].shape
-    where, element_where = _split_dense(name, where, "where", loss_shape, input_shape)
-    weights, element = _split_dense(name, weights, "weights", loss_shape, input_shape)
+    axis = layout.axis(options)
+    axis = None if axis is None else axis % len(input_shape)
+    where, element_where = _split_dense(name, where, "where", loss_shape, input_shape, axis)
+    weights, element = _split_dense(name, weights, "weights", loss_shape, input_shape, axis)
     if element_where is not None:
         arrays = tuple(layout.mask(a, element_where, options) for a in arrays)
         element = element_where if element is None else jnp.where(element_where, element, 0)
@@ -662,7 +672,7 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
             check_broadcastable(sig.name, "weights", weights.shape, loss_shape)
         if where is not None:
             check_broadcastable(sig.name, "where", where.shape, loss_shape)
-            if layout.mask_inputs:
+            if layout.mask_inputs and not layout.dense:  # a dense score shares its inputs with the others
                 mask = jnp.broadcast_to(where, loss_shape)
                 arrays = tuple(layout.mask(a, mask, options) for a in arrays)
             if sig.sees_where:
