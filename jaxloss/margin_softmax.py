@@ -156,6 +156,7 @@ _SHARED_DOC = r"""
         Note the layout: pytorch-metric-learning stores ``[D, C]``.
       labels: ``[...]`` integer class ids in ``[0, C)`` (global ids with
         ``axis_name``).
+{margin_args}
       chunk_size: classes per chunk (static); ``None`` picks
         :func:`jaxloss.default_chunk_size` of ``(N * K, C)``.
       precision: ``lax.dot_general`` precision of the products (static).
@@ -197,9 +198,8 @@ arcface_loss.__doc__ = r"""ArcFace: softmax cross-entropy with an additive angul
     "ArcFace: Additive Angular Margin Loss for Deep Face Recognition" (2019);
     Deng et al., "Sub-center ArcFace" (2020).
 
-    ``scale`` :math:`s > 0` and ``margin`` :math:`m \in [0, \pi)` are traced and
-    differentiable.
-""" + _SHARED_DOC + r"""
+""" + _SHARED_DOC.format(margin_args=r"""      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
+      margin: :math:`m \in [0, \pi)` in radians, traced and differentiable.""") + r"""
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> e = jnp.array([[1.0, 0.0], [0.0, 2.0]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -234,9 +234,8 @@ cosface_loss.__doc__ = r"""CosFace: softmax cross-entropy with an additive cosin
     loss), reduction applied to the per-example cross-entropy. Wang et al.,
     "CosFace: Large Margin Cosine Loss for Deep Face Recognition" (2018).
 
-    ``scale`` :math:`s > 0` and ``margin`` :math:`m \ge 0` are traced and
-    differentiable.
-""" + _SHARED_DOC + r"""
+""" + _SHARED_DOC.format(margin_args=r"""      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
+      margin: :math:`m \ge 0`, traced and differentiable (pml's default 0.35).""") + r"""
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> e = jnp.array([[1.0, 0.0], [0.0, 2.0]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
