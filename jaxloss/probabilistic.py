@@ -25,6 +25,7 @@ import math
 
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 from jax.scipy.special import erf
 
 from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES, normalize_axis
@@ -164,7 +165,12 @@ def crps_ensemble_loss(ensemble, target, *, fair=True, axis=-1):
     d = x - target[..., None]
     absolute = jnp.mean(abs0(d), axis=-1)
     rank = jnp.arange(1, m + 1, dtype=x.dtype)
-    half_pairs = jnp.sum((2.0 * rank - m - 1.0) * jnp.sort(d, axis=-1), axis=-1)  # (1/2) sum_ij |x_i - x_j|
+    # the sorting permutation, then a gather: differentiable, and the index operand
+    # carries d's sharding (lax.sort needs its operands equally sharded on explicit meshes)
+    index = jnp.zeros_like(d, dtype=jnp.int32) + jnp.arange(m, dtype=jnp.int32)
+    order = lax.sort((lax.stop_gradient(d), index), dimension=d.ndim - 1, num_keys=1)[1]
+    d_sorted = jnp.take_along_axis(d, order, axis=-1)
+    half_pairs = jnp.sum((2.0 * rank - m - 1.0) * d_sorted, axis=-1)  # (1/2) sum_ij |x_i - x_j|
     return absolute - half_pairs / (m * (m - 1) if fair else m * m)
 
 

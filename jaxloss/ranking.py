@@ -149,9 +149,10 @@ def listmle_loss(scores, relevance, *, element_weights=None, element_where=None)
       3.29677
     """
     length = scores.shape[-1]
-    valid = jnp.ones(scores.shape, bool) if element_where is None else element_where
+    valid = jnp.ones_like(scores, dtype=bool) if element_where is None else element_where
     y = relevance.astype(scores.dtype)
-    position = jnp.broadcast_to(jnp.arange(length), scores.shape)
+    # (built from scores, so it carries their sharding: sort needs equal shardings)
+    position = jnp.zeros_like(scores, dtype=jnp.int32) + jnp.arange(length, dtype=jnp.int32)
     # valid items first, then by decreasing relevance, ties by position: a total order
     order = lax.sort((jnp.logical_not(valid).astype(jnp.int32), -y, position), dimension=scores.ndim - 1,
                      num_keys=3)[2]
