@@ -49,6 +49,14 @@ from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
 from .large_vocab import default_chunk_size as default_chunk_size
 from .large_vocab import linear_cross_entropy as linear_cross_entropy
 from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
+from .preference import DPOLoss as DPOLoss
+from .preference import GRPOLoss as GRPOLoss
+from .preference import ORPOLoss as ORPOLoss
+from .preference import SimPOLoss as SimPOLoss
+from .preference import dpo_loss as dpo_loss
+from .preference import grpo_loss as grpo_loss
+from .preference import orpo_loss as orpo_loss
+from .preference import simpo_loss as simpo_loss
 from .margin_softmax import ArcFaceLoss as ArcFaceLoss
 from .margin_softmax import CosFaceLoss as CosFaceLoss
 from .margin_softmax import arcface_loss as arcface_loss
@@ -275,6 +283,14 @@ __all__ = [
     "vocab_parallel_cross_entropy",
     "VocabParallelCrossEntropy",
     "default_chunk_size",
+    "dpo_loss",
+    "DPOLoss",
+    "orpo_loss",
+    "ORPOLoss",
+    "simpo_loss",
+    "SimPOLoss",
+    "grpo_loss",
+    "GRPOLoss",
     "general_robust_loss",
     "GeneralRobustLoss",
     "ranking_softmax_loss",

@@ -50,6 +50,7 @@ def test_build_strict_has_every_page(site):
                  "ranking/index.html", "forecasting/index.html", "api/ranking/index.html",
                  "api/probabilistic/index.html",
                  "contrastive/index.html", "api/multimodal/index.html", "api/margin_softmax/index.html",
+                 "api/preference/index.html", "post_training/index.html",
                  "contributing/index.html", "api/index.html", "api/regression/index.html",
                  "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
                  "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
@@ -73,7 +74,7 @@ def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
     for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab",
-                   "ranking", "probabilistic", "multimodal", "margin_softmax"):
+                   "ranking", "probabilistic", "multimodal", "margin_softmax", "preference"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
