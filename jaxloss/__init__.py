@@ -48,6 +48,8 @@ from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
 from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
 from .large_vocab import default_chunk_size as default_chunk_size
 from .large_vocab import linear_cross_entropy as linear_cross_entropy
+from .large_vocab import linear_sequence_logprobs as linear_sequence_logprobs
+from .large_vocab import sequence_logprobs as sequence_logprobs
 from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
 from .preference import DPOLoss as DPOLoss
 from .preference import GRPOLoss as GRPOLoss
@@ -283,6 +285,8 @@ __all__ = [
     "vocab_parallel_cross_entropy",
     "VocabParallelCrossEntropy",
     "default_chunk_size",
+    "sequence_logprobs",
+    "linear_sequence_logprobs",
     "dpo_loss",
     "DPOLoss",
     "orpo_loss",
