@@ -230,7 +230,8 @@ def _grpo_sample(rng: np.random.Generator) -> tuple:
 
 def _grpo_validate(name, logps, old_logps, ref_logps, advantages, **_):
     if logps.ndim != 2:
-        raise ValueError(f"{name}: logps must have shape [B, T] (per-token log-probabilities), got {tuple(logps.shape)}")
+        raise ValueError(
+            f"{name}: logps must have shape [B, T] (per-token log-probabilities), got {tuple(logps.shape)}")
     if tuple(advantages.shape) not in (tuple(logps.shape[:1]), tuple(logps.shape)):
         raise ValueError(
             f"{name}: advantages must have shape [B] = {tuple(logps.shape[:1])} or [B, T] = {tuple(logps.shape)}, "
