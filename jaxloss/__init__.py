@@ -38,9 +38,11 @@ from .binary import sigmoid_focal_loss as sigmoid_focal_loss
 from .binary import soft_margin_loss as soft_margin_loss
 from .binary import sparsemax_loss as sparsemax_loss
 from .binary import squared_hinge_loss as squared_hinge_loss
+from .divergence import DistillationLoss as DistillationLoss
 from .divergence import GeneralizedKLDivergence as GeneralizedKLDivergence
 from .divergence import JSDivergence as JSDivergence
 from .divergence import KLDivergence as KLDivergence
+from .divergence import distillation_loss as distillation_loss
 from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
@@ -244,6 +246,8 @@ __all__ = [
     "KLDivergence",
     "generalized_kl_divergence",
     "GeneralizedKLDivergence",
+    "distillation_loss",
+    "DistillationLoss",
     "dice_loss",
     "DiceLoss",
     "focal_tversky_loss",
