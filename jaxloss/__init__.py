@@ -47,9 +47,11 @@ from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
 from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
+from .large_vocab import LinearDistillationLoss as LinearDistillationLoss
 from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
 from .large_vocab import default_chunk_size as default_chunk_size
 from .large_vocab import linear_cross_entropy as linear_cross_entropy
+from .large_vocab import linear_distillation_loss as linear_distillation_loss
 from .large_vocab import linear_sequence_logprobs as linear_sequence_logprobs
 from .large_vocab import sequence_logprobs as sequence_logprobs
 from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
@@ -291,6 +293,8 @@ __all__ = [
     "default_chunk_size",
     "sequence_logprobs",
     "linear_sequence_logprobs",
+    "linear_distillation_loss",
+    "LinearDistillationLoss",
     "dpo_loss",
     "DPOLoss",
     "orpo_loss",

@@ -752,3 +752,144 @@ def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False
     stats = local_stats(Config(chunk, None, acc), _linear_transform, None, h2, (weight,), None, y.reshape((-1,)))
     tok = (stats.target - stats.lse).reshape(y.shape)
     return _per_sequence(tok, y, mask, vocab, average)
+
+
+# ---------------------------------------------------------------------------
+# linear_distillation_loss: both heads streamed over vocabulary chunks
+# ---------------------------------------------------------------------------
+
+__all__ += ["linear_distillation_loss", "LinearDistillationLoss"]  # noqa: PLE0605
+
+from ._checks import Interval, choice  # noqa: E402
+
+
+def _tempered(temperature, raw, chunk, cols, labels):
+    """``z = raw / T`` for one chunk of a head (no bias)."""
+    return raw / temperature
+
+
+def _streamed_divergence(cfg, divergence, beta, temperature, hs, ws, ht, wt, lse_s, lse_t):
+    """Pass 2: per-row sums of the divergence's terms over vocabulary chunks, given
+    both (tempered) log-sum-exps. The chunk body is checkpointed, so reverse mode
+    through the loop recomputes each chunk's logits instead of storing them."""
+    from ._streaming import _project, chunk_start
+    from .divergence import distillation_terms
+
+    vocab = ws.shape[0]
+    chunk = cfg.chunk
+    cols0 = lax.iota(jnp.int32, chunk)
+
+    @jax.checkpoint
+    def body(k, total):
+        start = chunk_start(k, chunk, vocab)
+        fresh = (start + cols0 >= k * chunk)[None, :]
+        zs = _project(cfg, hs, lax.dynamic_slice_in_dim(ws, start, chunk, axis=0)) / temperature
+        zt = _project(cfg, ht, lax.dynamic_slice_in_dim(wt, start, chunk, axis=0)) / temperature
+        terms = distillation_terms(zt - lse_t[:, None], zs - lse_s[:, None], divergence, beta)
+        return total + jnp.sum(jnp.where(fresh, terms, jnp.zeros_like(terms)), axis=1)
+
+    return lax.fori_loop(0, -(-vocab // chunk), body, jnp.zeros(hs.shape[:1], cfg.acc))
+
+
+def _ld_sample(rng: np.random.Generator) -> tuple:
+    hs = rng.normal(size=(4, 6)).astype(np.float32)
+    ws = (rng.normal(size=(19, 6)) * 0.5).astype(np.float32)
+    ht = rng.normal(size=(4, 5)).astype(np.float32)
+    wt = (rng.normal(size=(19, 5)) * 0.5).astype(np.float32)
+    return hs, ws, ht, wt
+
+
+def _ld_validate(name, student_hidden, student_weight, teacher_hidden, teacher_weight, **_):
+    for who, h, w in (("student", student_hidden, student_weight), ("teacher", teacher_hidden, teacher_weight)):
+        if h.ndim < 1 or w.ndim != 2 or w.shape[1] != h.shape[-1]:
+            raise ValueError(f"{name}: {who}_weight {tuple(w.shape)} must be [V, D] with the D of {who}_hidden "
+                             f"{tuple(h.shape)}")
+    if student_weight.shape[0] != teacher_weight.shape[0] or student_weight.shape[0] == 0:
+        raise ValueError(f"{name}: student_weight {tuple(student_weight.shape)} and teacher_weight "
+                         f"{tuple(teacher_weight.shape)} must share a non-empty vocabulary V (first axis)")
+    if tuple(student_hidden.shape[:-1]) != tuple(teacher_hidden.shape[:-1]):
+        raise ValueError(f"{name}: student_hidden {tuple(student_hidden.shape)} and teacher_hidden "
+                         f"{tuple(teacher_hidden.shape)} must have the same leading (token) axes")
+
+
+@builtin("large_vocab")(
+    static={"divergence": choice("forward", "reverse", "jsd"), "chunk_size": POSITIVE_INT_OR_NONE},
+    checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
+    layout=Layout(same_shape=(), native=("student_hidden", "student_weight", "teacher_hidden", "teacher_weight")),
+    validate=_ld_validate,
+    example=Example(_ld_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1, 2, 3)),
+)
+def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, *, temperature=1.0,
+                             divergence="forward", beta=0.5, chunk_size=None, loss_where=None):
+    r"""Distillation loss between two linear heads, streamed over the vocabulary.
+
+    Exactly :func:`jaxloss.distillation_loss` of the student logits
+    :math:`z_s = h_s W_s^\top` and the teacher logits :math:`z_t = h_t W_t^\top`
+    (value and the gradients of all four inputs), without building either
+    ``[N, V]`` array. With :math:`p = \operatorname{softmax}(z_t / T)`,
+    :math:`q = \operatorname{softmax}(z_s / T)`:
+
+    .. math::
+       \ell = T^2 \cdot \begin{cases}
+         \sum_v p_v (\log p_v - \log q_v) & \text{forward} \\
+         \sum_v q_v (\log q_v - \log p_v) & \text{reverse} \\
+         \sum_v \beta p_v (\log p_v - \log m_v) + (1 - \beta) q_v (\log q_v - \log m_v),
+           \ m = \beta p + (1-\beta) q & \text{jsd}
+       \end{cases}
+
+    Two passes over vocabulary chunks: the first streams both log-sum-exps
+    (the engine of :func:`linear_cross_entropy`, whose backward pass recomputes
+    each chunk); the second accumulates the divergence's terms chunk by chunk in
+    a ``lax.fori_loop`` whose body is ``jax.checkpoint``-ed, so the backward pass
+    recomputes each chunk's ``[N, chunk_size]`` logits instead of storing them.
+    Temporary memory is a few ``[N, chunk_size]`` blocks plus the weights'
+    gradients. The anchor is Liger-Kernel's fused-linear JSD/KL distillation
+    (``LigerFusedLinearJSD``), with jaxloss's :math:`T^2` scaling and
+    :math:`\beta` convention (:func:`distillation_loss`). The teacher is not
+    stop-gradiented (wrap its inputs in ``jax.lax.stop_gradient``).
+
+    Args:
+      student_hidden: ``[..., Ds]`` student hidden states.
+      student_weight: ``[V, Ds]`` student output embedding.
+      teacher_hidden: ``[..., Dt]`` teacher hidden states (same leading axes).
+      teacher_weight: ``[V, Dt]`` teacher output embedding (same ``V``).
+      temperature: :math:`T > 0` (traced).
+      divergence: ``"forward"``, ``"reverse"`` or ``"jsd"`` (static).
+      beta: :math:`\beta \in (0, 1)`, the JSD's mixture weight (traced; ``"jsd"`` only).
+      chunk_size: vocabulary columns per chunk (static); ``None`` picks
+        :func:`default_chunk_size`.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-token divergences
+      (the hidden states' leading shape).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> hs, ws = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+      >>> ht, wt = jnp.array([[0.0, 2.0]]), ws
+      >>> a = jaxloss.linear_distillation_loss(hs, ws, ht, wt, divergence="jsd", chunk_size=2)
+      >>> b = jaxloss.distillation_loss(hs @ ws.T, ht @ wt.T, divergence="jsd")
+      >>> bool(jnp.allclose(a, b))
+      True
+    """
+    lead = student_hidden.shape[:-1]
+    acc = compute_dtype(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    hs = student_hidden.reshape((-1, student_hidden.shape[-1]))
+    ht = teacher_hidden.reshape((-1, teacher_hidden.shape[-1]))
+    if loss_where is not None:
+        keep = loss_where.reshape((-1, 1))
+        hs = jnp.where(keep, hs, jnp.zeros_like(hs))
+        ht = jnp.where(keep, ht, jnp.zeros_like(ht))
+    vocab = student_weight.shape[0]
+    chunk = default_chunk_size(hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
+    cfg = Config(chunk, None, acc)
+    temp = jnp.asarray(temperature, acc)
+    labels = jnp.zeros(hs.shape[:1], jnp.int32)
+    lse_s = local_stats(cfg, _tempered, temp, hs, (student_weight,), None, labels).lse
+    lse_t = local_stats(cfg, _tempered, temp, ht, (teacher_weight,), None, labels).lse
+    d = _streamed_divergence(cfg, divergence, jnp.asarray(beta, acc), temp, hs, student_weight, ht, teacher_weight,
+                             lse_s, lse_t)
+    return (temp * temp * d).reshape(lead)
+
+
+LinearDistillationLoss = linear_distillation_loss.Loss
