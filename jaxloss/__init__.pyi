@@ -686,6 +686,129 @@ class TverskyLoss(FunctionLoss):
     def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def multiclass_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def multiclass_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MulticlassDiceLoss(FunctionLoss):
+    smooth: ArrayLike
+    eps: ArrayLike
+    ignore_index: int | None
+    from_logits: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, smooth: ArrayLike = ..., eps: ArrayLike = ..., ignore_index: int | None = ..., from_logits: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> MulticlassDiceLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GeneralizedDiceLoss(FunctionLoss):
+    smooth_nr: ArrayLike
+    smooth_dr: ArrayLike
+    weighting: Literal['square', 'simple', 'uniform']
+    include_background: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedDiceLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LovaszSoftmaxLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> LovaszSoftmaxLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LovaszHingeLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
+    reduction: AnyReduction
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> LovaszHingeLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def giou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def giou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> GIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def diou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def diou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class DIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> DIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def ciou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def ciou_loss(
+    pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CIoULoss(FunctionLoss):
+    eps: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> CIoULoss: ...  # type: ignore[override]
+    def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def batch_triplet_loss(
     embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., mining: Literal['batch_all', 'batch_hard', 'semi_hard'] = ..., squared: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
