@@ -120,7 +120,7 @@ def test_gallery_script_cli(tmp_path):
 
 
 @pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md", "ranking.md",
-                                  "forecasting.md"])
+                                  "forecasting.md", "post_training.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:
