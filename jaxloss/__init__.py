@@ -44,16 +44,22 @@ from .detection import GIoULoss as GIoULoss
 from .detection import ciou_loss as ciou_loss
 from .detection import diou_loss as diou_loss
 from .detection import giou_loss as giou_loss
+from .divergence import DistillationLoss as DistillationLoss
 from .divergence import GeneralizedKLDivergence as GeneralizedKLDivergence
 from .divergence import JSDivergence as JSDivergence
 from .divergence import KLDivergence as KLDivergence
+from .divergence import distillation_loss as distillation_loss
 from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
 from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
+from .large_vocab import LinearDistillationLoss as LinearDistillationLoss
 from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
 from .large_vocab import default_chunk_size as default_chunk_size
 from .large_vocab import linear_cross_entropy as linear_cross_entropy
+from .large_vocab import linear_distillation_loss as linear_distillation_loss
+from .large_vocab import linear_sequence_logprobs as linear_sequence_logprobs
+from .large_vocab import sequence_logprobs as sequence_logprobs
 from .large_vocab import vocab_parallel_cross_entropy as vocab_parallel_cross_entropy
 from .margin_softmax import ArcFaceLoss as ArcFaceLoss
 from .margin_softmax import CosFaceLoss as CosFaceLoss
@@ -105,6 +111,14 @@ from .multimodal import CLIPLoss as CLIPLoss
 from .multimodal import SigLIPLoss as SigLIPLoss
 from .multimodal import clip_loss as clip_loss
 from .multimodal import siglip_loss as siglip_loss
+from .preference import DPOLoss as DPOLoss
+from .preference import GRPOLoss as GRPOLoss
+from .preference import ORPOLoss as ORPOLoss
+from .preference import SimPOLoss as SimPOLoss
+from .preference import dpo_loss as dpo_loss
+from .preference import grpo_loss as grpo_loss
+from .preference import orpo_loss as orpo_loss
+from .preference import simpo_loss as simpo_loss
 from .probabilistic import CRPSEnsembleLoss as CRPSEnsembleLoss
 from .probabilistic import CRPSGaussianLoss as CRPSGaussianLoss
 from .probabilistic import EnergyScoreLoss as EnergyScoreLoss
@@ -253,6 +267,8 @@ __all__ = [
     "KLDivergence",
     "generalized_kl_divergence",
     "GeneralizedKLDivergence",
+    "distillation_loss",
+    "DistillationLoss",
     "dice_loss",
     "DiceLoss",
     "focal_tversky_loss",
@@ -308,6 +324,18 @@ __all__ = [
     "vocab_parallel_cross_entropy",
     "VocabParallelCrossEntropy",
     "default_chunk_size",
+    "sequence_logprobs",
+    "linear_sequence_logprobs",
+    "linear_distillation_loss",
+    "LinearDistillationLoss",
+    "dpo_loss",
+    "DPOLoss",
+    "orpo_loss",
+    "ORPOLoss",
+    "simpo_loss",
+    "SimPOLoss",
+    "grpo_loss",
+    "GRPOLoss",
     "general_robust_loss",
     "GeneralRobustLoss",
     "ranking_softmax_loss",

@@ -609,6 +609,25 @@ class GeneralizedKLDivergence(FunctionLoss):
     def __call__(self, log_pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def distillation_loss(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def distillation_loss(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class DistillationLoss(FunctionLoss):
+    temperature: ArrayLike
+    beta: ArrayLike
+    divergence: Literal['forward', 'reverse', 'jsd']
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: AnyReduction = ...) -> DistillationLoss: ...  # type: ignore[override]
+    def __call__(self, student_logits: ArrayLike, teacher_logits: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def dice_loss(
     probs: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -1108,6 +1127,100 @@ class VocabParallelCrossEntropy(FunctionLoss):
     def __call__(self, local_logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 def default_chunk_size(num_tokens: 'int', vocab_size: 'int') -> 'int': ...
+
+def sequence_logprobs(logits, labels, *, mask=None, average=False): ...
+
+def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None): ...
+
+@overload
+def linear_distillation_loss(
+    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def linear_distillation_loss(
+    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LinearDistillationLoss(FunctionLoss):
+    temperature: ArrayLike
+    beta: ArrayLike
+    divergence: Literal['forward', 'reverse', 'jsd']
+    chunk_size: int | None
+    reduction: AnyReduction
+    def __init__(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> LinearDistillationLoss: ...  # type: ignore[override]
+    def __call__(self, student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def dpo_loss(
+    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def dpo_loss(
+    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class DPOLoss(FunctionLoss):
+    beta: ArrayLike
+    label_smoothing: ArrayLike
+    loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust']
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> DPOLoss: ...  # type: ignore[override]
+    def __call__(self, policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def orpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def orpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class ORPOLoss(FunctionLoss):
+    beta: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., reduction: AnyReduction = ...) -> ORPOLoss: ...  # type: ignore[override]
+    def __call__(self, chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def simpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def simpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SimPOLoss(FunctionLoss):
+    beta: ArrayLike
+    gamma: ArrayLike
+    label_smoothing: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> SimPOLoss: ...  # type: ignore[override]
+    def __call__(self, chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def grpo_loss(
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def grpo_loss(
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GRPOLoss(FunctionLoss):
+    beta: ArrayLike
+    epsilon_low: ArrayLike
+    epsilon_high: ArrayLike
+    normalization: Literal['token', 'sequence', 'constant']
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> GRPOLoss: ...  # type: ignore[override]
+    def __call__(self, logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def general_robust_loss(

@@ -266,18 +266,19 @@ class Unreduced(NamedTuple):
         ``"sum_and_weight"``; ``loss`` is then not evaluated (XLA drops it).
         ``per_element_aux`` replaces ``aux.per_element`` (or is None).
       aux: optional :class:`Aux`; the loss then returns ``(loss, stats)``.
-      mean_loss: the values ``"mean"`` (and the ``s`` of ``"sum_and_weight"``)
-        average in place of ``loss``, when the mean is not the sum divided by a
-        weight (CTC: ``nll / max(label_length, 1)``, averaged over sequences,
-        while ``"sum"`` and ``"none"`` keep the plain ``nll``).
+      mean_weight: optional per-entry factor (broadcastable to ``loss``) on the
+        numerator of ``"mean"`` and ``"sum_and_weight"`` only, for a mean that
+        is not ``sum / count``: CTC's ``nll / max(label_length, 1)`` averaged
+        over sequences, ``grpo_loss``'s mean over sequences of per-sequence
+        token means; ``"sum"`` and ``"none"`` do not see it.
     """
 
     loss: Array
     weight: Array | None = None
     count: Array | None = None
-    mean_loss: Array | None = None
     fused: Callable[[Array], tuple[Array, Any]] | None = None
     aux: Aux | None = None
+    mean_weight: Array | None = None
 
 
 def _counted(shape: tuple, weights: Array | None, where: Array | None) -> Array | None:
@@ -680,8 +681,9 @@ def _make_compute(kernel: Callable[..., Any], sig: Signature, layout: Layout, ch
         if checked:
             _check_values(sig, layout, checks, dict(zip(sig.inputs, arrays)), hparams, options, weights, element)
         out = _run_kernel(kernel, arrays, kernel_options)
-        mean_like = out.mean_loss is not None and reduction in ("mean", "sum_and_weight")
-        values = (out.mean_loss if mean_like else out.loss).astype(dtype)
+        values = out.loss.astype(dtype)
+        if out.mean_weight is not None and reduction in ("mean", "sum_and_weight"):
+            values = values * out.mean_weight.astype(dtype)
         w = out.weight if weights is None else (weights if out.weight is None else out.weight * weights)
         axis_name = options.get(layout.batch_axis_name) if layout.batch_axis_name else None
         if axis_name is None or reduction == "none":

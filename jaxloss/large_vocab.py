@@ -600,3 +600,297 @@ def vocab_parallel_cross_entropy(
 
 LinearCrossEntropy = linear_cross_entropy.Loss
 VocabParallelCrossEntropy = vocab_parallel_cross_entropy.Loss
+
+
+# ---------------------------------------------------------------------------
+# Per-sequence log-probabilities (post-training: DPO, ORPO, SimPO, GRPO inputs)
+# ---------------------------------------------------------------------------
+
+__all__ += ["sequence_logprobs", "linear_sequence_logprobs"]  # noqa: PLE0605
+
+
+def _check_sequence_inputs(name, lead, labels, mask, what):
+    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
+        raise TypeError(f"{name}: labels must be integer token ids, got dtype {jnp.result_type(labels)}")
+    if tuple(labels.shape) != tuple(lead) or len(lead) < 1:
+        raise ValueError(f"{name}: labels {tuple(labels.shape)} must have the shape of {what} without its last "
+                         f"axis, {tuple(lead)} ([B, T])")
+    if mask is not None:
+        if tuple(jnp.shape(mask)) != tuple(labels.shape):
+            raise ValueError(f"{name}: mask {tuple(jnp.shape(mask))} must have the shape of labels "
+                             f"{tuple(labels.shape)}")
+        if jnp.result_type(mask) != jnp.bool_:
+            raise TypeError(f"{name}: mask must be boolean, got dtype {jnp.result_type(mask)}")
+
+
+def _per_sequence(tok, labels, mask, vocab, average):
+    """Masked per-token log-probs summed (or averaged) over the last axis; NaN for
+    an unmasked out-of-range label; 0 for a fully masked sequence."""
+    keep = jnp.ones(labels.shape, bool) if mask is None else mask
+    in_range = (labels >= 0) & (labels < vocab)
+    tok = jnp.where(keep, jnp.where(in_range, tok, jnp.nan), jnp.zeros_like(tok))
+    total = jnp.sum(tok, axis=-1)
+    if not average:
+        return total
+    n = jnp.sum(keep, axis=-1).astype(total.dtype)
+    return total / jnp.maximum(n, 1)
+
+
+def sequence_logprobs(logits, labels, *, mask=None, average=False):
+    r"""Per-sequence log-probability of the label tokens under ``logits``.
+
+    .. math::
+       s_b = \sum_t m_{bt} \log \operatorname{softmax}(z_{bt})_{y_{bt}}
+           = \sum_t m_{bt} \bigl(z_{bt y_{bt}} - \log\textstyle\sum_v e^{z_{btv}}\bigr),
+       \qquad \text{or } s_b / \max(1, \textstyle\sum_t m_{bt}) \text{ with } ``average=True``
+
+    The quantity DPO-style losses take (TRL's ``get_batch_logps``; the labels
+    are already shifted: ``labels[:, t]`` is the token that ``logits[:, t]``
+    predicts). Only ``[B, T]`` per-token values are formed (a log-sum-exp and
+    a gather), not a second ``[B, T, V]`` array of log-probabilities. A plain
+    differentiable function, not a registry loss (no ``reduction``).
+
+    Args:
+      logits: ``[B, T, V]`` floating-point logits (any leading axes before ``T``).
+      labels: ``[B, T]`` integer token ids in ``[0, V)``; entries where ``mask`` is
+        False are ignored whatever they hold (e.g. ``-100``). An unmasked label
+        outside ``[0, V)`` raises ``ValueError`` when concrete and gives NaN for
+        its sequence under ``jit``.
+      mask: optional ``[B, T]`` boolean mask of the counted tokens (the
+        completion); ``None`` counts every token. Masked logits must be finite
+        (their gradient is 0).
+      average: when True, divide each sequence's sum by its number of counted
+        tokens (IPO, ORPO, SimPO); a fully masked sequence gives 0 either way.
+
+    Returns:
+      ``[B]`` per-sequence log-probabilities (float32 for bf16/f32 logits).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
+      >>> labels = jnp.array([[0, 1, -100]]); mask = jnp.array([[True, True, False]])
+      >>> round(float(jaxloss.sequence_logprobs(logits, labels, mask=mask)[0]), 6)  # log 0.5 + log 0.1
+      -2.995732
+    """
+    name = "sequence_logprobs"
+    if not jnp.issubdtype(jnp.result_type(logits), jnp.floating):
+        raise TypeError(f"{name}: logits must be floating point, got dtype {jnp.result_type(logits)}")
+    if logits.ndim < 2:
+        raise ValueError(f"{name}: logits must have shape [B, T, V], got {tuple(logits.shape)}")
+    _check_sequence_inputs(name, logits.shape[:-1], labels, mask, "logits")
+    vocab = logits.shape[-1]
+    y = labels.astype(jnp.int32) if mask is None else jnp.where(mask, labels, 0).astype(jnp.int32)
+    check_labels(name, y, vocab)
+    z = logits.astype(compute_dtype(logits))
+    lse = jax.nn.logsumexp(z, axis=-1)
+    picked = jnp.take_along_axis(z, jnp.clip(y, 0, vocab - 1)[..., None], axis=-1)[..., 0]
+    return _per_sequence(picked - lse, y, mask, vocab, average)
+
+
+def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None):
+    r"""Per-sequence log-probabilities of a linear head, streamed over the vocabulary.
+
+    Equal, in value and in the gradients of ``hidden`` and ``weight``, to
+    ``sequence_logprobs(hidden @ weight.T, labels, mask=mask, average=average)``,
+    without building the ``[B, T, V]`` logits in the forward or the backward
+    pass:
+
+    .. math::
+       s_b = \sum_t m_{bt} \bigl(h_{bt} \cdot w_{y_{bt}} - \log\textstyle\sum_v e^{h_{bt} \cdot w_v}\bigr)
+
+    The per-token log-sum-exp and target logit come from the streaming engine of
+    :func:`linear_cross_entropy` (an online log-sum-exp over vocabulary chunks;
+    the backward pass recomputes each chunk), so temporary memory is a few
+    ``[B*T, chunk_size]`` blocks. Feed the result to :func:`dpo_loss` and the
+    other preference losses. A plain differentiable function, not a registry
+    loss. Products accumulate in float32 (float64 for float64 inputs).
+
+    Args:
+      hidden: ``[B, T, D]`` hidden states (any leading axes before ``T``).
+      weight: ``[V, D]`` output embedding (pass ``kernel.T`` for a ``[D, V]`` kernel).
+      labels: ``[B, T]`` integer token ids in ``[0, V)``; entries where ``mask`` is
+        False are ignored whatever they hold.
+      mask: optional ``[B, T]`` boolean mask of the counted tokens; masked tokens
+        get exactly zero gradient (even when their hidden states are NaN).
+      average: when True, the mean over counted tokens instead of the sum (0 for
+        a fully masked sequence).
+      chunk_size: vocabulary columns per chunk (static); ``None`` picks
+        :func:`default_chunk_size`.
+
+    Returns:
+      ``[B]`` per-sequence log-probabilities.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> h = jnp.array([[[1.0, 0.0], [0.0, 2.0]]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+      >>> y = jnp.array([[0, 2]])
+      >>> a = jaxloss.linear_sequence_logprobs(h, w, y, chunk_size=2)
+      >>> b = jaxloss.sequence_logprobs(jnp.einsum("btd,vd->btv", h, w), y)
+      >>> bool(jnp.allclose(a, b))
+      True
+    """
+    name = "linear_sequence_logprobs"
+    for arg, x in (("hidden", hidden), ("weight", weight)):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
+            raise TypeError(f"{name}: {arg} must be floating point, got dtype {jnp.result_type(x)}")
+    if hidden.ndim < 2:
+        raise ValueError(f"{name}: hidden must have shape [B, T, D], got {tuple(hidden.shape)}")
+    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] == 0:
+        raise ValueError(f"{name}: weight {tuple(weight.shape)} must be [V, D] with the D of hidden "
+                         f"{tuple(hidden.shape)}")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
+        raise ValueError(f"{name}: chunk_size must be a positive int or None, got {chunk_size!r}")
+    _check_sequence_inputs(name, hidden.shape[:-1], labels, mask, "hidden")
+    vocab = weight.shape[0]
+    y = labels.astype(jnp.int32) if mask is None else jnp.where(mask, labels, 0).astype(jnp.int32)
+    check_labels(name, y, vocab)
+    acc = compute_dtype(hidden, weight)
+    h2 = hidden.reshape((-1, hidden.shape[-1]))
+    if mask is not None:
+        h2 = jnp.where(mask.reshape((-1, 1)), h2, jnp.zeros_like(h2))
+    chunk = default_chunk_size(h2.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
+    stats = local_stats(Config(chunk, None, acc), _linear_transform, None, h2, (weight,), None, y.reshape((-1,)))
+    tok = (stats.target - stats.lse).reshape(y.shape)
+    return _per_sequence(tok, y, mask, vocab, average)
+
+
+# ---------------------------------------------------------------------------
+# linear_distillation_loss: both heads streamed over vocabulary chunks
+# ---------------------------------------------------------------------------
+
+__all__ += ["linear_distillation_loss", "LinearDistillationLoss"]  # noqa: PLE0605
+
+from ._checks import Interval, choice  # noqa: E402
+
+
+def _tempered(temperature, raw, chunk, cols, labels):
+    """``z = raw / T`` for one chunk of a head (no bias)."""
+    return raw / temperature
+
+
+def _streamed_divergence(cfg, divergence, beta, temperature, hs, ws, ht, wt, lse_s, lse_t):
+    """Pass 2: per-row sums of the divergence's terms over vocabulary chunks, given
+    both (tempered) log-sum-exps. The chunk body is checkpointed, so reverse mode
+    through the loop recomputes each chunk's logits instead of storing them."""
+    from ._streaming import _project, chunk_start
+    from .divergence import distillation_terms
+
+    vocab = ws.shape[0]
+    chunk = cfg.chunk
+    cols0 = lax.iota(jnp.int32, chunk)
+
+    @jax.checkpoint
+    def body(k, total):
+        start = chunk_start(k, chunk, vocab)
+        fresh = (start + cols0 >= k * chunk)[None, :]
+        zs = _project(cfg, hs, lax.dynamic_slice_in_dim(ws, start, chunk, axis=0)) / temperature
+        zt = _project(cfg, ht, lax.dynamic_slice_in_dim(wt, start, chunk, axis=0)) / temperature
+        terms = distillation_terms(zt - lse_t[:, None], zs - lse_s[:, None], divergence, beta)
+        return total + jnp.sum(jnp.where(fresh, terms, jnp.zeros_like(terms)), axis=1)
+
+    return lax.fori_loop(0, -(-vocab // chunk), body, jnp.zeros(hs.shape[:1], cfg.acc))
+
+
+def _ld_sample(rng: np.random.Generator) -> tuple:
+    hs = rng.normal(size=(4, 6)).astype(np.float32)
+    ws = (rng.normal(size=(19, 6)) * 0.5).astype(np.float32)
+    ht = rng.normal(size=(4, 5)).astype(np.float32)
+    wt = (rng.normal(size=(19, 5)) * 0.5).astype(np.float32)
+    return hs, ws, ht, wt
+
+
+def _ld_validate(name, student_hidden, student_weight, teacher_hidden, teacher_weight, **_):
+    for who, h, w in (("student", student_hidden, student_weight), ("teacher", teacher_hidden, teacher_weight)):
+        if h.ndim < 1 or w.ndim != 2 or w.shape[1] != h.shape[-1]:
+            raise ValueError(f"{name}: {who}_weight {tuple(w.shape)} must be [V, D] with the D of {who}_hidden "
+                             f"{tuple(h.shape)}")
+    if student_weight.shape[0] != teacher_weight.shape[0] or student_weight.shape[0] == 0:
+        raise ValueError(f"{name}: student_weight {tuple(student_weight.shape)} and teacher_weight "
+                         f"{tuple(teacher_weight.shape)} must share a non-empty vocabulary V (first axis)")
+    if tuple(student_hidden.shape[:-1]) != tuple(teacher_hidden.shape[:-1]):
+        raise ValueError(f"{name}: student_hidden {tuple(student_hidden.shape)} and teacher_hidden "
+                         f"{tuple(teacher_hidden.shape)} must have the same leading (token) axes")
+
+
+@builtin("large_vocab")(
+    static={"divergence": choice("forward", "reverse", "jsd"), "chunk_size": POSITIVE_INT_OR_NONE},
+    checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
+    layout=Layout(same_shape=(), native=("student_hidden", "student_weight", "teacher_hidden", "teacher_weight")),
+    validate=_ld_validate,
+    example=Example(_ld_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1, 2, 3)),
+)
+def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, *, temperature=1.0,
+                             divergence="forward", beta=0.5, chunk_size=None, loss_where=None):
+    r"""Distillation loss between two linear heads, streamed over the vocabulary.
+
+    Exactly :func:`jaxloss.distillation_loss` of the student logits
+    :math:`z_s = h_s W_s^\top` and the teacher logits :math:`z_t = h_t W_t^\top`
+    (value and the gradients of all four inputs), without building either
+    ``[N, V]`` array. With :math:`p = \operatorname{softmax}(z_t / T)`,
+    :math:`q = \operatorname{softmax}(z_s / T)`:
+
+    .. math::
+       \ell = T^2 \cdot \begin{cases}
+         \sum_v p_v (\log p_v - \log q_v) & \text{forward} \\
+         \sum_v q_v (\log q_v - \log p_v) & \text{reverse} \\
+         \sum_v \beta p_v (\log p_v - \log m_v) + (1 - \beta) q_v (\log q_v - \log m_v),
+           \ m = \beta p + (1-\beta) q & \text{jsd}
+       \end{cases}
+
+    Two passes over vocabulary chunks: the first streams both log-sum-exps
+    (the engine of :func:`linear_cross_entropy`, whose backward pass recomputes
+    each chunk); the second accumulates the divergence's terms chunk by chunk in
+    a ``lax.fori_loop`` whose body is ``jax.checkpoint``-ed, so the backward pass
+    recomputes each chunk's ``[N, chunk_size]`` logits instead of storing them.
+    Temporary memory is a few ``[N, chunk_size]`` blocks plus the weights'
+    gradients. The anchor is Liger-Kernel's fused-linear JSD/KL distillation
+    (``LigerFusedLinearJSD``), with jaxloss's :math:`T^2` scaling and
+    :math:`\beta` convention (:func:`distillation_loss`). The teacher is not
+    stop-gradiented (wrap its inputs in ``jax.lax.stop_gradient``).
+
+    Args:
+      student_hidden: ``[..., Ds]`` student hidden states.
+      student_weight: ``[V, Ds]`` student output embedding.
+      teacher_hidden: ``[..., Dt]`` teacher hidden states (same leading axes).
+      teacher_weight: ``[V, Dt]`` teacher output embedding (same ``V``).
+      temperature: :math:`T > 0` (traced).
+      divergence: ``"forward"``, ``"reverse"`` or ``"jsd"`` (static).
+      beta: :math:`\beta \in (0, 1)`, the JSD's mixture weight (traced; ``"jsd"`` only).
+      chunk_size: vocabulary columns per chunk (static); ``None`` picks
+        ``default_chunk_size(4 * N, V)`` (2048 at ``N = 4096``).
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-token divergences
+      (the hidden states' leading shape).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> hs, ws = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+      >>> ht, wt = jnp.array([[0.0, 2.0]]), ws
+      >>> a = jaxloss.linear_distillation_loss(hs, ws, ht, wt, divergence="jsd", chunk_size=2)
+      >>> b = jaxloss.distillation_loss(hs @ ws.T, ht @ wt.T, divergence="jsd")
+      >>> bool(jnp.allclose(a, b))
+      True
+    """
+    lead = student_hidden.shape[:-1]
+    acc = compute_dtype(student_hidden, student_weight, teacher_hidden, teacher_weight)
+    hs = student_hidden.reshape((-1, student_hidden.shape[-1]))
+    ht = teacher_hidden.reshape((-1, teacher_hidden.shape[-1]))
+    if loss_where is not None:
+        keep = loss_where.reshape((-1, 1))
+        hs = jnp.where(keep, hs, jnp.zeros_like(hs))
+        ht = jnp.where(keep, ht, jnp.zeros_like(ht))
+    vocab = student_weight.shape[0]
+    # a quarter of linear_cross_entropy's chunk: pass 2 holds several [N, chunk] blocks of both heads
+    chunk = default_chunk_size(4 * hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
+    cfg = Config(chunk, None, acc)
+    temp = jnp.asarray(temperature, acc)
+    labels = jnp.zeros(hs.shape[:1], jnp.int32)
+    lse_s = local_stats(cfg, _tempered, temp, hs, (student_weight,), None, labels).lse
+    lse_t = local_stats(cfg, _tempered, temp, ht, (teacher_weight,), None, labels).lse
+    d = _streamed_divergence(cfg, divergence, jnp.asarray(beta, acc), temp, hs, student_weight, ht, teacher_weight,
+                             lse_s, lse_t)
+    return (temp * temp * d).reshape(lead)
+
+
+LinearDistillationLoss = linear_distillation_loss.Loss

@@ -580,7 +580,7 @@ def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
     num_c = logits.shape[-1]
     nll, l_len = _ctc_nll(logits, labels, logit_lengths, label_lengths, blank=blank % num_c,
                           zero_infinity=zero_infinity)
-    return Unreduced(nll, mean_loss=nll / jnp.maximum(l_len, 1).astype(nll.dtype))
+    return Unreduced(nll, mean_weight=1.0 / jnp.maximum(l_len, 1).astype(nll.dtype))
 
 
 @sequence(static={"blank": INT}, layout=_SEQUENCES, validate=_rnnt_validate,

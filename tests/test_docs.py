@@ -51,6 +51,7 @@ def test_build_strict_has_every_page(site):
                  "api/probabilistic/index.html",
                  "contrastive/index.html", "api/multimodal/index.html", "api/margin_softmax/index.html",
                  "dense_prediction/index.html", "api/detection/index.html",
+                 "api/preference/index.html", "post_training/index.html",
                  "contributing/index.html", "api/index.html", "api/regression/index.html",
                  "api/binary/index.html", "api/multiclass/index.html", "api/segmentation/index.html",
                  "api/metric/index.html", "api/divergence/index.html", "api/large_vocab/index.html",
@@ -74,7 +75,7 @@ def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
     for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab",
-                   "ranking", "probabilistic", "multimodal", "margin_softmax", "sequence", "detection"):
+                   "ranking", "probabilistic", "multimodal", "margin_softmax", "sequence", "detection", "preference"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
@@ -120,7 +121,7 @@ def test_gallery_script_cli(tmp_path):
 
 
 @pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md", "ranking.md",
-                                  "forecasting.md", "sequence.md", "dense_prediction.md"])
+                                  "forecasting.md", "sequence.md", "dense_prediction.md", "post_training.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:

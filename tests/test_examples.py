@@ -229,3 +229,14 @@ def test_example_has_size_flags_and_docstring(name):
 def test_generated_outputs_are_ignored():
     ignored = subprocess.run(["git", "check-ignore", "-q", "examples/out/x.png"], cwd=ROOT)
     assert ignored.returncode == 0, "examples/out/ must be git-ignored"
+
+
+@pytest.mark.slow
+def test_post_training(tmp_path):
+    out = run_example("post_training", tmp_path)
+    for kind in ("forward", "jsd"):
+        start = number(rf"distillation \({kind}\): .*cross-entropy ([\d.]+) ->", out)
+        end = number(rf"distillation \({kind}\): .*cross-entropy [\d.]+ -> ([\d.]+)", out)
+        assert end < start - 0.5, kind  # the student learns from the teacher
+    assert number(r"margin [-\d.]+ -> ([-\d.]+)", out) > number(r"margin ([-\d.]+) ->", out) + 1.0
+    assert pngs(tmp_path) == ["post_training.png"]

@@ -151,7 +151,7 @@ def test_sum_and_weight_is_the_mean_s_numerator_and_denominator(spec):
     m = jnp.asarray(rng.uniform(size=shape) < 0.8) if shape else None
     s, d = spec.fn(*args, weights=w, where=m, reduction="sum_and_weight")
     kernel_out = spec.fn.__wrapped_kernel__(*args, **spec.static)
-    if getattr(kernel_out, "mean_loss", None) is None:  # else "mean" is not "sum" / weight (CTC), see design §8
+    if getattr(kernel_out, "mean_weight", None) is None:  # else "mean" is not "sum" / weight (CTC), see design §8
         _close(s, spec.fn(*args, weights=w, where=m, reduction="sum"))
     _close(s / d, spec.fn(*args, weights=w, where=m, reduction="mean"))
     s0, d0 = spec.fn(*args, reduction="sum_and_weight")
