@@ -176,7 +176,7 @@ def _pad_right(x: Array, value: float) -> Array:
 # ---------------------------------------------------------------------------
 
 
-def lengths_from_paddings(paddings: jax.typing.ArrayLike) -> Array:
+def lengths_from_paddings(paddings: jax.typing.ArrayLike) -> jax.Array:
     r"""Sequence lengths ``[B]`` from optax-style padding indicators ``[B, T]``.
 
     optax's ``ctc_loss`` takes ``logit_paddings`` and ``label_paddings`` (1.0 at a

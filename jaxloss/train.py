@@ -33,9 +33,11 @@ def _terms(loss: Any, owner: str) -> list[tuple[Any, FunctionLoss, bool]]:
 
 def _call(loss: Any, pred: Any, targets: Any) -> Any:
     """``loss(pred, targets)``, or ``loss(*pred, targets)`` when ``apply_fn``
-    returns a tuple (the leading inputs of a loss such as ``linear_cross_entropy``,
-    whose predictions are ``(hidden, weight)``)."""
-    return loss(*pred, targets) if isinstance(pred, tuple) else loss(pred, targets)
+    returns a tuple and ``loss`` is a jaxloss loss object (the leading inputs of a
+    loss such as ``linear_cross_entropy``, whose predictions are ``(hidden,
+    weight)``). A plain function always gets ``pred`` as it is."""
+    spread = isinstance(pred, tuple) and isinstance(loss, (FunctionLoss, WeightedSum))
+    return loss(*pred, targets) if spread else loss(pred, targets)
 
 
 def _names(axis_name: Any) -> tuple:
@@ -134,8 +136,9 @@ def make_train_step(
     Args:
       apply_fn: ``apply_fn(params, inputs) -> predictions`` (e.g. a Flax
         ``model.apply`` or a plain function of a parameter pytree). A tuple is
-        spread over the loss's leading inputs: return ``(hidden, weight)`` for
-        :func:`linear_cross_entropy`, called as ``loss(hidden, weight, targets)``.
+        spread over a jaxloss loss object's leading inputs: return ``(hidden,
+        weight)`` for :class:`LinearCrossEntropy`, called as ``loss(hidden, weight,
+        targets)`` (a plain function ``loss`` gets the tuple as it is).
       loss: a jaxloss loss object (``HuberLoss(delta=2.0)``, a composition such as
         ``DiceLoss() + BinaryCrossEntropyWithLogits()``) or, with
         ``micro_batches=1``, any function ``loss(pred, targets) -> scalar``. It
