@@ -207,8 +207,9 @@ def _forward(cfg, transform, theta, h, params, sw, labels):
         return m_new, s, zy, sz, am
 
     names = _names(theta, h, params, sw, labels)
-    row = varying(jnp.zeros(h.shape[:1], cfg.acc), names)
-    init = (row - jnp.inf, row, row, row, varying(jnp.zeros(h.shape[:1], jnp.int32), names))
+    # Carries built from the inputs keep their sharding (explicit meshes).
+    row = varying(jnp.zeros_like(h[:, 0], dtype=cfg.acc), names)
+    init = (row - jnp.inf, row, row, row, varying(jnp.zeros_like(h[:, 0], dtype=jnp.int32), names))
     m, s, zy, sz, am = lax.fori_loop(0, -(-vocab // chunk), body, init)
     safe_m = jnp.where(jnp.isfinite(m), m, 0)
     return Stats(safe_m + jnp.log(s), zy, sz, m, am)
@@ -270,7 +271,7 @@ def _stats_bwd(cfg, transform, res, g):
         return _tree_add(dth, d_th), dh + dh_c, dp, dsw
 
     names = _names(theta, h, params, sw, labels, lse, g[:3])
-    init = (_zeros(theta, names), varying(jnp.zeros(h.shape, cfg.acc), names), _zeros(params, names),
+    init = (_zeros(theta, names), varying(jnp.zeros_like(h, dtype=cfg.acc), names), _zeros(params, names),
             None if sw is None else _zeros(sw, names))
     dth, dh, dp, dsw = lax.fori_loop(0, -(-vocab // chunk), body, init)
     return _like(dth, theta), _like(dh, h), _like(dp, params), None if sw is None else _like(dsw, sw), None

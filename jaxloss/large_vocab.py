@@ -788,7 +788,7 @@ def _streamed_divergence(cfg, divergence, beta, temperature, hs, ws, ht, wt, lse
         terms = distillation_terms(zt - lse_t[:, None], zs - lse_s[:, None], divergence, beta)
         return total + jnp.sum(jnp.where(fresh, terms, jnp.zeros_like(terms)), axis=1)
 
-    return lax.fori_loop(0, -(-vocab // chunk), body, jnp.zeros(hs.shape[:1], cfg.acc))
+    return lax.fori_loop(0, -(-vocab // chunk), body, jnp.zeros_like(hs[:, 0], dtype=cfg.acc))
 
 
 def _ld_sample(rng: np.random.Generator) -> tuple:
@@ -885,7 +885,7 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     chunk = default_chunk_size(4 * hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
     cfg = Config(chunk, None, acc)
     temp = jnp.asarray(temperature, acc)
-    labels = jnp.zeros(hs.shape[:1], jnp.int32)
+    labels = jnp.zeros_like(hs[:, 0], dtype=jnp.int32)
     lse_s = local_stats(cfg, _tempered, temp, hs, (student_weight,), None, labels).lse
     lse_t = local_stats(cfg, _tempered, temp, ht, (teacher_weight,), None, labels).lse
     d = _streamed_divergence(cfg, divergence, jnp.asarray(beta, acc), temp, hs, student_weight, ht, teacher_weight,
