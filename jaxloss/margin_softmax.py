@@ -135,49 +135,9 @@ _OPTIONS = dict(
     validate=_validate,
 )
 
-_SHARED_DOC = r"""
-    The cosine logits are never materialised: the loss streams over chunks of
-    ``chunk_size`` classes (normalising each chunk of centres as it goes) like
-    :func:`jaxloss.linear_cross_entropy`, with a ``jax.custom_vjp`` backward
-    pass that recomputes each chunk, so temporary memory is a few
-    ``[N, chunk_size]`` blocks -- neither ``[N, C]`` nor a ``[C, D]``-sized copy
-    of ``weight`` (``benchmarks/bench_contrastive.py`` measures C = 10**6). For
-    a small float32 ``weight`` (``C * K <= 131072``) and a scalar reduction the
-    gradients are formed in the forward pass over chunks of examples instead,
-    as there. Gradients are finite everywhere, including ``cos = +-1``
-    (``d sin / d cos`` is taken as 0 there) and all-zero embeddings or centres
-    (which stay at cosine 0).
-
-    Args:
-      embeddings: ``[..., D]`` floating point; L2-normalised inside.
-      weight: class centres ``[C, D]``, or ``[C, K, D]`` with ``K`` sub-centres
-        per class (the class cosine is the max over its sub-centres:
-        pytorch-metric-learning's ``SubCenterArcFaceLoss``); normalised inside.
-        Note the layout: pytorch-metric-learning stores ``[D, C]``.
-      labels: ``[...]`` integer class ids in ``[0, C)`` (global ids with
-        ``axis_name``).
-{margin_args}
-      chunk_size: classes per chunk (static); ``None`` picks
-        :func:`jaxloss.default_chunk_size` of ``(N * K, C)``.
-      precision: ``lax.dot_general`` precision of the products (static).
-      axis_name: ``None``, or inside ``jax.shard_map`` the mesh axis (or axes)
-        over which the classes are split: ``weight`` is then this device's
-        contiguous slice of classes, ``labels`` are global, and the per-example
-        statistics are combined with one ``pmax`` and one ``psum`` of ``[N]``
-        vectors; the loss is the same on every device. Static.
-
-    Returns:
-      The reduced loss; with ``reduction="none"`` the per-example losses
-      (``labels``' shape).
-"""
-
-
 def arcface_loss(embeddings, weight, labels, *, scale=64.0, margin=0.5, chunk_size=None, precision=None,
                  axis_name=None):
-    return _margin_loss(True, embeddings, weight, labels, scale, margin, chunk_size, precision, axis_name)
-
-
-arcface_loss.__doc__ = r"""ArcFace: softmax cross-entropy with an additive angular margin.
+    r"""ArcFace: softmax cross-entropy with an additive angular margin.
 
     With :math:`\cos\theta_{ij} = \hat e_i \cdot \hat w_j` between the unit
     embedding :math:`\hat e_i` and unit class centre :math:`\hat w_j` (for
@@ -198,8 +158,42 @@ arcface_loss.__doc__ = r"""ArcFace: softmax cross-entropy with an additive angul
     "ArcFace: Additive Angular Margin Loss for Deep Face Recognition" (2019);
     Deng et al., "Sub-center ArcFace" (2020).
 
-""" + _SHARED_DOC.format(margin_args=r"""      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
-      margin: :math:`m \in [0, \pi)` in radians, traced and differentiable.""") + r"""
+
+    The cosine logits are never materialised: the loss streams over chunks of
+    ``chunk_size`` classes (normalising each chunk of centres as it goes) like
+    :func:`jaxloss.linear_cross_entropy`, with a ``jax.custom_vjp`` backward
+    pass that recomputes each chunk, so temporary memory is a few
+    ``[N, chunk_size]`` blocks -- neither ``[N, C]`` nor a ``[C, D]``-sized copy
+    of ``weight`` (``benchmarks/bench_contrastive.py`` measures C = 10**6). For
+    a small float32 ``weight`` (``C * K <= 131072``) and a scalar reduction the
+    gradients are formed in the forward pass over chunks of examples instead,
+    as there. Gradients are finite everywhere, including ``cos = +-1``
+    (``d sin / d cos`` is taken as 0 there) and all-zero embeddings or centres
+    (which stay at cosine 0).
+
+    Args:
+      embeddings: ``[..., D]`` floating point; L2-normalised inside.
+      weight: class centres ``[C, D]``, or ``[C, K, D]`` with ``K`` sub-centres
+        per class (the class cosine is the max over its sub-centres:
+        pytorch-metric-learning's ``SubCenterArcFaceLoss``); normalised inside.
+        Note the layout: pytorch-metric-learning stores ``[D, C]``.
+      labels: ``[...]`` integer class ids in ``[0, C)`` (global ids with
+        ``axis_name``).
+      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
+      margin: :math:`m \in [0, \pi)` in radians, traced and differentiable.
+      chunk_size: classes per chunk (static); ``None`` picks
+        :func:`jaxloss.default_chunk_size` of ``(N * K, C)``.
+      precision: ``lax.dot_general`` precision of the products (static).
+      axis_name: ``None``, or inside ``jax.shard_map`` the mesh axis (or axes)
+        over which the classes are split: ``weight`` is then this device's
+        contiguous slice of classes, ``labels`` are global, and the per-example
+        statistics are combined with one ``pmax`` and one ``psum`` of ``[N]``
+        vectors; the loss is the same on every device. Static.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses
+      (``labels``' shape).
+
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> e = jnp.array([[1.0, 0.0], [0.0, 2.0]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
@@ -210,17 +204,17 @@ arcface_loss.__doc__ = r"""ArcFace: softmax cross-entropy with an additive angul
       True
       >>> round(float(jaxloss.arcface_loss(e, w, y, scale=4.0, margin=0.5)), 4)
       0.044
-"""
+    """
+    return _margin_loss(True, embeddings, weight, labels, scale, margin, chunk_size, precision, axis_name)
+
+
 arcface_loss = margin_softmax(checks={"scale": POSITIVE, "margin": _ARC_MARGIN}, example=Example(
     _sample, sweep=("margin", (0.1, 0.2, 0.35, 0.5)), differentiable=(0, 1), grad_order=1), **_OPTIONS)(arcface_loss)
 
 
 def cosface_loss(embeddings, weight, labels, *, scale=64.0, margin=0.35, chunk_size=None, precision=None,
                  axis_name=None):
-    return _margin_loss(False, embeddings, weight, labels, scale, margin, chunk_size, precision, axis_name)
-
-
-cosface_loss.__doc__ = r"""CosFace: softmax cross-entropy with an additive cosine margin.
+    r"""CosFace: softmax cross-entropy with an additive cosine margin.
 
     With :math:`\cos\theta_{ij} = \hat e_i \cdot \hat w_j` between unit
     embeddings and unit class centres (the max over sub-centres for
@@ -234,14 +228,51 @@ cosface_loss.__doc__ = r"""CosFace: softmax cross-entropy with an additive cosin
     loss), reduction applied to the per-example cross-entropy. Wang et al.,
     "CosFace: Large Margin Cosine Loss for Deep Face Recognition" (2018).
 
-""" + _SHARED_DOC.format(margin_args=r"""      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
-      margin: :math:`m \ge 0`, traced and differentiable (pml's default 0.35).""") + r"""
+
+    The cosine logits are never materialised: the loss streams over chunks of
+    ``chunk_size`` classes (normalising each chunk of centres as it goes) like
+    :func:`jaxloss.linear_cross_entropy`, with a ``jax.custom_vjp`` backward
+    pass that recomputes each chunk, so temporary memory is a few
+    ``[N, chunk_size]`` blocks -- neither ``[N, C]`` nor a ``[C, D]``-sized copy
+    of ``weight`` (``benchmarks/bench_contrastive.py`` measures C = 10**6). For
+    a small float32 ``weight`` (``C * K <= 131072``) and a scalar reduction the
+    gradients are formed in the forward pass over chunks of examples instead,
+    as there. Gradients are finite everywhere, including ``cos = +-1``
+    (``d sin / d cos`` is taken as 0 there) and all-zero embeddings or centres
+    (which stay at cosine 0).
+
+    Args:
+      embeddings: ``[..., D]`` floating point; L2-normalised inside.
+      weight: class centres ``[C, D]``, or ``[C, K, D]`` with ``K`` sub-centres
+        per class (the class cosine is the max over its sub-centres:
+        pytorch-metric-learning's ``SubCenterArcFaceLoss``); normalised inside.
+        Note the layout: pytorch-metric-learning stores ``[D, C]``.
+      labels: ``[...]`` integer class ids in ``[0, C)`` (global ids with
+        ``axis_name``).
+      scale: :math:`s > 0`, traced and differentiable (pml's default 64).
+      margin: :math:`m \ge 0`, traced and differentiable (pml's default 0.35).
+      chunk_size: classes per chunk (static); ``None`` picks
+        :func:`jaxloss.default_chunk_size` of ``(N * K, C)``.
+      precision: ``lax.dot_general`` precision of the products (static).
+      axis_name: ``None``, or inside ``jax.shard_map`` the mesh axis (or axes)
+        over which the classes are split: ``weight`` is then this device's
+        contiguous slice of classes, ``labels`` are global, and the per-example
+        statistics are combined with one ``pmax`` and one ``psum`` of ``[N]``
+        vectors; the loss is the same on every device. Static.
+
+    Returns:
+      The reduced loss; with ``reduction="none"`` the per-example losses
+      (``labels``' shape).
+
     Example:
       >>> import jax.numpy as jnp, jaxloss
       >>> e = jnp.array([[1.0, 0.0], [0.0, 2.0]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
       >>> round(float(jaxloss.cosface_loss(e, w, jnp.array([0, 1]), scale=4.0, margin=0.35)), 4)
       0.1057
-"""
+    """
+    return _margin_loss(False, embeddings, weight, labels, scale, margin, chunk_size, precision, axis_name)
+
+
 cosface_loss = margin_softmax(checks={"scale": POSITIVE, "margin": _COS_MARGIN}, example=Example(
     _sample, sweep=("margin", (0.0, 0.1, 0.2, 0.35)), differentiable=(0, 1), grad_order=1), **_OPTIONS)(cosface_loss)
 
