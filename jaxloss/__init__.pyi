@@ -28,6 +28,22 @@ __version__: str
 __all__: list[str]
 
 @overload
+def cosine_distance_loss(
+    pred: ArrayLike, target: ArrayLike, *, axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def cosine_distance_loss(
+    pred: ArrayLike, target: ArrayLike, *, axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CosineDistanceLoss(FunctionLoss):
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, axis: int = ..., reduction: AnyReduction = ...) -> CosineDistanceLoss: ...  # type: ignore[override]
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def gaussian_nll_loss(
     pred: ArrayLike, target: ArrayLike, var: ArrayLike, *, eps: ArrayLike = ..., full: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -43,6 +59,23 @@ class GaussianNLLLoss(FunctionLoss):
     def __init__(self, *, eps: ArrayLike = ..., full: bool = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, eps: ArrayLike = ..., full: bool = ..., reduction: AnyReduction = ...) -> GaussianNLLLoss: ...  # type: ignore[override]
     def __call__(self, pred: ArrayLike, target: ArrayLike, var: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def general_robust_loss(
+    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def general_robust_loss(
+    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GeneralRobustLoss(FunctionLoss):
+    alpha: ArrayLike
+    scale: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> GeneralRobustLoss: ...  # type: ignore[override]
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def huber_loss(
@@ -187,20 +220,22 @@ class SmoothL1Loss(FunctionLoss):
     def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def cosine_distance_loss(
-    pred: ArrayLike, target: ArrayLike, *, axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def asymmetric_loss(
+    logits: ArrayLike, targets: ArrayLike, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def cosine_distance_loss(
-    pred: ArrayLike, target: ArrayLike, *, axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def asymmetric_loss(
+    logits: ArrayLike, targets: ArrayLike, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class CosineDistanceLoss(FunctionLoss):
-    axis: int
+class AsymmetricLoss(FunctionLoss):
+    gamma_pos: ArrayLike
+    gamma_neg: ArrayLike
+    clip: ArrayLike
     reduction: AnyReduction
-    def __init__(self, *, axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, axis: int = ..., reduction: AnyReduction = ...) -> CosineDistanceLoss: ...  # type: ignore[override]
-    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+    def __init__(self, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: AnyReduction = ...) -> AsymmetricLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def binary_cross_entropy(
@@ -250,57 +285,6 @@ class HingeLoss(FunctionLoss):
     def __call__(self, scores: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def sigmoid_focal_loss(
-    logits: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def sigmoid_focal_loss(
-    logits: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class SigmoidFocalLoss(FunctionLoss):
-    alpha: ArrayLike
-    gamma: ArrayLike
-    label_smoothing: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> SigmoidFocalLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def squared_hinge_loss(
-    scores: ArrayLike, targets: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def squared_hinge_loss(
-    scores: ArrayLike, targets: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class SquaredHingeLoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> SquaredHingeLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def asymmetric_loss(
-    logits: ArrayLike, targets: ArrayLike, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def asymmetric_loss(
-    logits: ArrayLike, targets: ArrayLike, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class AsymmetricLoss(FunctionLoss):
-    gamma_pos: ArrayLike
-    gamma_neg: ArrayLike
-    clip: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, gamma_pos: ArrayLike = ..., gamma_neg: ArrayLike = ..., clip: ArrayLike = ..., reduction: AnyReduction = ...) -> AsymmetricLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
 def multilabel_soft_margin_loss(
     logits: ArrayLike, targets: ArrayLike, *, class_weights: ArrayLike | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -330,6 +314,24 @@ class PerceptronLoss(FunctionLoss):
     def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, reduction: AnyReduction = ...) -> PerceptronLoss: ...  # type: ignore[override]
     def __call__(self, scores: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def sigmoid_focal_loss(
+    logits: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def sigmoid_focal_loss(
+    logits: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SigmoidFocalLoss(FunctionLoss):
+    alpha: ArrayLike
+    gamma: ArrayLike
+    label_smoothing: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> SigmoidFocalLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def soft_margin_loss(
@@ -362,6 +364,21 @@ class SparsemaxLoss(FunctionLoss):
     def __call__(self, scores: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def squared_hinge_loss(
+    scores: ArrayLike, targets: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def squared_hinge_loss(
+    scores: ArrayLike, targets: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SquaredHingeLoss(FunctionLoss):
+    reduction: AnyReduction
+    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, reduction: AnyReduction = ...) -> SquaredHingeLoss: ...  # type: ignore[override]
+    def __call__(self, scores: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def cross_entropy(
     logits: ArrayLike, targets: ArrayLike, *, label_smoothing: ArrayLike = ..., class_weights: ArrayLike | None = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -378,81 +395,6 @@ class CrossEntropy(FunctionLoss):
     def __init__(self, *, label_smoothing: ArrayLike = ..., class_weights: ArrayLike | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, label_smoothing: ArrayLike = ..., class_weights: ArrayLike | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> CrossEntropy: ...  # type: ignore[override]
     def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def multiclass_hinge_loss(
-    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def multiclass_hinge_loss(
-    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class MulticlassHingeLoss(FunctionLoss):
-    margin: ArrayLike
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, margin: ArrayLike = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, margin: ArrayLike = ..., axis: int = ..., reduction: AnyReduction = ...) -> MulticlassHingeLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def nll_loss(
-    log_probs: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def nll_loss(
-    log_probs: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class NLLLoss(FunctionLoss):
-    class_weights: ArrayLike | None
-    ignore_index: int | None
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> NLLLoss: ...  # type: ignore[override]
-    def __call__(self, log_probs: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def softmax_focal_loss(
-    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def softmax_focal_loss(
-    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class SoftmaxFocalLoss(FunctionLoss):
-    alpha: ArrayLike | None
-    gamma: ArrayLike
-    ignore_index: int | None
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> SoftmaxFocalLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def sparse_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def sparse_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class SparseCrossEntropy(FunctionLoss):
-    class_weights: ArrayLike | None
-    label_smoothing: ArrayLike
-    z_loss: ArrayLike
-    logit_softcap: ArrayLike | None
-    axis: int
-    ignore_index: int | None
-    reduction: AnyReduction
-    def __init__(self, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> SparseCrossEntropy: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def generalized_cross_entropy(
@@ -489,6 +431,23 @@ class MultiMarginLoss(FunctionLoss):
     reduction: AnyReduction
     def __init__(self, *, margin: ArrayLike = ..., class_weights: ArrayLike | None = ..., p: Literal[1, 2] = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, margin: ArrayLike = ..., class_weights: ArrayLike | None = ..., p: Literal[1, 2] = ..., axis: int = ..., reduction: AnyReduction = ...) -> MultiMarginLoss: ...  # type: ignore[override]
+    def __call__(self, scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def multiclass_hinge_loss(
+    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def multiclass_hinge_loss(
+    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MulticlassHingeLoss(FunctionLoss):
+    margin: ArrayLike
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, margin: ArrayLike = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, margin: ArrayLike = ..., axis: int = ..., reduction: AnyReduction = ...) -> MulticlassHingeLoss: ...  # type: ignore[override]
     def __call__(self, scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -539,6 +498,24 @@ class MultilabelMarginLoss(FunctionLoss):
     def __call__(self, scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def nll_loss(
+    log_probs: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def nll_loss(
+    log_probs: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class NLLLoss(FunctionLoss):
+    class_weights: ArrayLike | None
+    ignore_index: int | None
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, class_weights: ArrayLike | None = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> NLLLoss: ...  # type: ignore[override]
+    def __call__(self, log_probs: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def poly1_cross_entropy(
     logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = ..., label_smoothing: ArrayLike = ..., axis: int = ..., ignore_index: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -556,6 +533,63 @@ class Poly1CrossEntropy(FunctionLoss):
     def __init__(self, *, epsilon: ArrayLike = ..., label_smoothing: ArrayLike = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, epsilon: ArrayLike = ..., label_smoothing: ArrayLike = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> Poly1CrossEntropy: ...  # type: ignore[override]
     def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def softmax_focal_loss(
+    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def softmax_focal_loss(
+    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SoftmaxFocalLoss(FunctionLoss):
+    alpha: ArrayLike | None
+    gamma: ArrayLike
+    ignore_index: int | None
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike | None = ..., gamma: ArrayLike = ..., ignore_index: int | None = ..., axis: int = ..., reduction: AnyReduction = ...) -> SoftmaxFocalLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def sparse_cross_entropy(
+    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def sparse_cross_entropy(
+    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SparseCrossEntropy(FunctionLoss):
+    class_weights: ArrayLike | None
+    label_smoothing: ArrayLike
+    z_loss: ArrayLike
+    logit_softcap: ArrayLike | None
+    axis: int
+    ignore_index: int | None
+    reduction: AnyReduction
+    def __init__(self, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis: int = ..., ignore_index: int | None = ..., reduction: AnyReduction = ...) -> SparseCrossEntropy: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def generalized_kl_divergence(
+    log_pred: ArrayLike, target: ArrayLike, *, log_target: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def generalized_kl_divergence(
+    log_pred: ArrayLike, target: ArrayLike, *, log_target: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GeneralizedKLDivergence(FunctionLoss):
+    log_target: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, log_target: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, log_target: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedKLDivergence: ...  # type: ignore[override]
+    def __call__(self, log_pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def js_divergence(
@@ -592,23 +626,6 @@ class KLDivergence(FunctionLoss):
     def __call__(self, log_pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def generalized_kl_divergence(
-    log_pred: ArrayLike, target: ArrayLike, *, log_target: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def generalized_kl_divergence(
-    log_pred: ArrayLike, target: ArrayLike, *, log_target: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class GeneralizedKLDivergence(FunctionLoss):
-    log_target: bool
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, log_target: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, log_target: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedKLDivergence: ...  # type: ignore[override]
-    def __call__(self, log_pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
 def distillation_loss(
     student_logits: ArrayLike, teacher_logits: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -626,6 +643,25 @@ class DistillationLoss(FunctionLoss):
     def __init__(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., axis: int = ..., reduction: AnyReduction = ...) -> DistillationLoss: ...  # type: ignore[override]
     def __call__(self, student_logits: ArrayLike, teacher_logits: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def linear_distillation_loss(
+    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def linear_distillation_loss(
+    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LinearDistillationLoss(FunctionLoss):
+    temperature: ArrayLike
+    beta: ArrayLike
+    divergence: Literal['forward', 'reverse', 'jsd']
+    chunk_size: int | None
+    reduction: AnyReduction
+    def __init__(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> LinearDistillationLoss: ...  # type: ignore[override]
+    def __call__(self, student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def dice_loss(
@@ -667,6 +703,26 @@ class FocalTverskyLoss(FunctionLoss):
     def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def generalized_dice_loss(
+    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GeneralizedDiceLoss(FunctionLoss):
+    smooth_nr: ArrayLike
+    smooth_dr: ArrayLike
+    weighting: Literal['square', 'simple', 'uniform']
+    include_background: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedDiceLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def jaccard_loss(
     probs: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -685,24 +741,39 @@ class JaccardLoss(FunctionLoss):
     def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def tversky_loss(
-    probs: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def tversky_loss(
-    probs: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def lovasz_hinge_loss(
+    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class TverskyLoss(FunctionLoss):
-    alpha: ArrayLike
-    beta: ArrayLike
-    smooth: ArrayLike
-    axis: int | tuple[int, ...] | None
-    from_logits: bool
+class LovaszHingeLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
     reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: AnyReduction = ...) -> TverskyLoss: ...  # type: ignore[override]
-    def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> LovaszHingeLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def lovasz_softmax_loss(
+    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LovaszSoftmaxLoss(FunctionLoss):
+    ignore_index: int | None
+    per_image: bool
+    axis: int
+    reduction: AnyReduction
+    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> LovaszSoftmaxLoss: ...  # type: ignore[override]
+    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def multiclass_dice_loss(
@@ -725,74 +796,39 @@ class MulticlassDiceLoss(FunctionLoss):
     def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def generalized_dice_loss(
-    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def tversky_loss(
+    probs: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def generalized_dice_loss(
-    logits: ArrayLike, labels: ArrayLike, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def tversky_loss(
+    probs: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class GeneralizedDiceLoss(FunctionLoss):
-    smooth_nr: ArrayLike
-    smooth_dr: ArrayLike
-    weighting: Literal['square', 'simple', 'uniform']
-    include_background: bool
-    axis: int
+class TverskyLoss(FunctionLoss):
+    alpha: ArrayLike
+    beta: ArrayLike
+    smooth: ArrayLike
+    axis: int | tuple[int, ...] | None
+    from_logits: bool
     reduction: AnyReduction
-    def __init__(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, smooth_nr: ArrayLike = ..., smooth_dr: ArrayLike = ..., weighting: Literal['square', 'simple', 'uniform'] = ..., include_background: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> GeneralizedDiceLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+    def __init__(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., smooth: ArrayLike = ..., axis: int | tuple[int, ...] | None = ..., from_logits: bool = ..., reduction: AnyReduction = ...) -> TverskyLoss: ...  # type: ignore[override]
+    def __call__(self, probs: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def lovasz_softmax_loss(
-    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def lovasz_softmax_loss(
-    logits: ArrayLike, labels: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class LovaszSoftmaxLoss(FunctionLoss):
-    ignore_index: int | None
-    per_image: bool
-    axis: int
-    reduction: AnyReduction
-    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> LovaszSoftmaxLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def lovasz_hinge_loss(
-    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def lovasz_hinge_loss(
-    logits: ArrayLike, targets: ArrayLike, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class LovaszHingeLoss(FunctionLoss):
-    ignore_index: int | None
-    per_image: bool
-    reduction: AnyReduction
-    def __init__(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, ignore_index: int | None = ..., per_image: bool = ..., reduction: AnyReduction = ...) -> LovaszHingeLoss: ...  # type: ignore[override]
-    def __call__(self, logits: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def giou_loss(
+def ciou_loss(
     pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def giou_loss(
+def ciou_loss(
     pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class GIoULoss(FunctionLoss):
+class CIoULoss(FunctionLoss):
     eps: ArrayLike
     reduction: AnyReduction
     def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> GIoULoss: ...  # type: ignore[override]
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> CIoULoss: ...  # type: ignore[override]
     def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -812,19 +848,19 @@ class DIoULoss(FunctionLoss):
     def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def ciou_loss(
+def giou_loss(
     pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def ciou_loss(
+def giou_loss(
     pred_boxes: ArrayLike, target_boxes: ArrayLike, *, eps: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class CIoULoss(FunctionLoss):
+class GIoULoss(FunctionLoss):
     eps: ArrayLike
     reduction: AnyReduction
     def __init__(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> CIoULoss: ...  # type: ignore[override]
+    def replace(self, *, eps: ArrayLike = ..., reduction: AnyReduction = ...) -> GIoULoss: ...  # type: ignore[override]
     def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -843,6 +879,23 @@ class BatchTripletLoss(FunctionLoss):
     reduction: AnyReduction
     def __init__(self, *, margin: ArrayLike = ..., mining: Literal['batch_all', 'batch_hard', 'semi_hard'] = ..., squared: bool = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, margin: ArrayLike = ..., mining: Literal['batch_all', 'batch_hard', 'semi_hard'] = ..., squared: bool = ..., reduction: AnyReduction = ...) -> BatchTripletLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def circle_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def circle_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CircleLoss(FunctionLoss):
+    margin: ArrayLike
+    gamma: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> CircleLoss: ...  # type: ignore[override]
     def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -878,6 +931,22 @@ class CosineEmbeddingLoss(FunctionLoss):
     def __call__(self, x1: ArrayLike, x2: ArrayLike, y: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def hinge_embedding_loss(
+    distances: ArrayLike, targets: ArrayLike, *, margin: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def hinge_embedding_loss(
+    distances: ArrayLike, targets: ArrayLike, *, margin: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class HingeEmbeddingLoss(FunctionLoss):
+    margin: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> HingeEmbeddingLoss: ...  # type: ignore[override]
+    def __call__(self, distances: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def margin_ranking_loss(
     x1: ArrayLike, x2: ArrayLike, y: ArrayLike, *, margin: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -892,6 +961,24 @@ class MarginRankingLoss(FunctionLoss):
     def __init__(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> MarginRankingLoss: ...  # type: ignore[override]
     def __call__(self, x1: ArrayLike, x2: ArrayLike, y: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def multi_similarity_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def multi_similarity_loss(
+    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MultiSimilarityLoss(FunctionLoss):
+    alpha: ArrayLike
+    beta: ArrayLike
+    base: ArrayLike
+    reduction: AnyReduction
+    def __init__(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> MultiSimilarityLoss: ...  # type: ignore[override]
+    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def ntxent_loss(
@@ -946,41 +1033,6 @@ class TripletLoss(FunctionLoss):
     def __call__(self, anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def circle_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def circle_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class CircleLoss(FunctionLoss):
-    margin: ArrayLike
-    gamma: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, margin: ArrayLike = ..., gamma: ArrayLike = ..., reduction: AnyReduction = ...) -> CircleLoss: ...  # type: ignore[override]
-    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def multi_similarity_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def multi_similarity_loss(
-    embeddings: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class MultiSimilarityLoss(FunctionLoss):
-    alpha: ArrayLike
-    beta: ArrayLike
-    base: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike = ..., beta: ArrayLike = ..., base: ArrayLike = ..., reduction: AnyReduction = ...) -> MultiSimilarityLoss: ...  # type: ignore[override]
-    def __call__(self, embeddings: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
 def clip_loss(
     a: ArrayLike, b: ArrayLike, *, scale: ArrayLike = ..., label_smoothing: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -1019,52 +1071,6 @@ class SigLIPLoss(FunctionLoss):
     def __init__(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> SigLIPLoss: ...  # type: ignore[override]
     def __call__(self, a: ArrayLike, b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def hinge_embedding_loss(
-    distances: ArrayLike, targets: ArrayLike, *, margin: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def hinge_embedding_loss(
-    distances: ArrayLike, targets: ArrayLike, *, margin: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class HingeEmbeddingLoss(FunctionLoss):
-    margin: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, margin: ArrayLike = ..., reduction: AnyReduction = ...) -> HingeEmbeddingLoss: ...  # type: ignore[override]
-    def __call__(self, distances: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[True], reduction: AnyReduction = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array | tuple[jax.Array, jax.Array], dict[str, jax.Array]]: ...
-@overload
-def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[False] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[False] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class LinearCrossEntropy(FunctionLoss):
-    bias: ArrayLike | None
-    class_weights: ArrayLike | None
-    label_smoothing: ArrayLike
-    z_loss: ArrayLike
-    logit_softcap: ArrayLike | None
-    ignore_index: int | None
-    chunk_size: int | None
-    token_chunk_size: int | None
-    precision: Any
-    axis_name: Any
-    return_stats: bool
-    reduction: AnyReduction
-    def __init__(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
-    def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def arcface_loss(
@@ -1107,6 +1113,36 @@ class CosFaceLoss(FunctionLoss):
     def __call__(self, embeddings: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def linear_cross_entropy(
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[True], reduction: AnyReduction = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array | tuple[jax.Array, jax.Array], dict[str, jax.Array]]: ...
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[False] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def linear_cross_entropy(
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: Literal[False] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class LinearCrossEntropy(FunctionLoss):
+    bias: ArrayLike | None
+    class_weights: ArrayLike | None
+    label_smoothing: ArrayLike
+    z_loss: ArrayLike
+    logit_softcap: ArrayLike | None
+    ignore_index: int | None
+    chunk_size: int | None
+    token_chunk_size: int | None
+    precision: Any
+    axis_name: Any
+    return_stats: bool
+    reduction: AnyReduction
+    def __init__(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, bias: ArrayLike | None = ..., class_weights: ArrayLike | None = ..., label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., ignore_index: int | None = ..., chunk_size: int | None = ..., token_chunk_size: int | None = ..., precision: Any = ..., axis_name: Any = ..., return_stats: bool = ..., reduction: AnyReduction = ...) -> LinearCrossEntropy: ...  # type: ignore[override]
+    def __call__(self, hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def vocab_parallel_cross_entropy(
     local_logits: ArrayLike, labels: ArrayLike, *, label_smoothing: ArrayLike = ..., z_loss: ArrayLike = ..., logit_softcap: ArrayLike | None = ..., axis_name: Any = ..., ignore_index: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -1133,25 +1169,6 @@ def sequence_logprobs(logits, labels, *, mask=None, average=False): ...
 def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None): ...
 
 @overload
-def linear_distillation_loss(
-    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def linear_distillation_loss(
-    student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class LinearDistillationLoss(FunctionLoss):
-    temperature: ArrayLike
-    beta: ArrayLike
-    divergence: Literal['forward', 'reverse', 'jsd']
-    chunk_size: int | None
-    reduction: AnyReduction
-    def __init__(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, temperature: ArrayLike = ..., beta: ArrayLike = ..., divergence: Literal['forward', 'reverse', 'jsd'] = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> LinearDistillationLoss: ...  # type: ignore[override]
-    def __call__(self, student_hidden: ArrayLike, student_weight: ArrayLike, teacher_hidden: ArrayLike, teacher_weight: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
 def dpo_loss(
     policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -1168,6 +1185,25 @@ class DPOLoss(FunctionLoss):
     def __init__(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> DPOLoss: ...  # type: ignore[override]
     def __call__(self, policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def grpo_loss(
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def grpo_loss(
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GRPOLoss(FunctionLoss):
+    beta: ArrayLike
+    epsilon_low: ArrayLike
+    epsilon_high: ArrayLike
+    normalization: Literal['token', 'sequence', 'constant']
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> GRPOLoss: ...  # type: ignore[override]
+    def __call__(self, logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def orpo_loss(
@@ -1204,54 +1240,19 @@ class SimPOLoss(FunctionLoss):
     def __call__(self, chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def grpo_loss(
-    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def approx_ndcg_loss(
+    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def grpo_loss(
-    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def approx_ndcg_loss(
+    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class GRPOLoss(FunctionLoss):
-    beta: ArrayLike
-    epsilon_low: ArrayLike
-    epsilon_high: ArrayLike
-    normalization: Literal['token', 'sequence', 'constant']
+class ApproxNDCGLoss(FunctionLoss):
+    temperature: ArrayLike
     reduction: AnyReduction
-    def __init__(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> GRPOLoss: ...  # type: ignore[override]
-    def __call__(self, logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def general_robust_loss(
-    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def general_robust_loss(
-    pred: ArrayLike, target: ArrayLike, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class GeneralRobustLoss(FunctionLoss):
-    alpha: ArrayLike
-    scale: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, alpha: ArrayLike = ..., scale: ArrayLike = ..., reduction: AnyReduction = ...) -> GeneralRobustLoss: ...  # type: ignore[override]
-    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def ranking_softmax_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def ranking_softmax_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class RankingSoftmaxLoss(FunctionLoss):
-    reduction: AnyReduction
-    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> RankingSoftmaxLoss: ...  # type: ignore[override]
+    def __init__(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> ApproxNDCGLoss: ...  # type: ignore[override]
     def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -1301,35 +1302,19 @@ class PairwiseLogisticLoss(FunctionLoss):
     def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
-def approx_ndcg_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def ranking_softmax_loss(
+    scores: ArrayLike, relevance: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
-def approx_ndcg_loss(
-    scores: ArrayLike, relevance: ArrayLike, *, temperature: ArrayLike = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+def ranking_softmax_loss(
+    scores: ArrayLike, relevance: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
-class ApproxNDCGLoss(FunctionLoss):
-    temperature: ArrayLike
-    reduction: AnyReduction
-    def __init__(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, temperature: ArrayLike = ..., reduction: AnyReduction = ...) -> ApproxNDCGLoss: ...  # type: ignore[override]
-    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
-
-@overload
-def crps_gaussian_loss(
-    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> tuple[jax.Array, jax.Array]: ...
-@overload
-def crps_gaussian_loss(
-    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
-) -> jax.Array: ...
-
-class CRPSGaussianLoss(FunctionLoss):
+class RankingSoftmaxLoss(FunctionLoss):
     reduction: AnyReduction
     def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, reduction: AnyReduction = ...) -> CRPSGaussianLoss: ...  # type: ignore[override]
-    def __call__(self, mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+    def replace(self, *, reduction: AnyReduction = ...) -> RankingSoftmaxLoss: ...  # type: ignore[override]
+    def __call__(self, scores: ArrayLike, relevance: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def crps_ensemble_loss(
@@ -1347,6 +1332,21 @@ class CRPSEnsembleLoss(FunctionLoss):
     def __init__(self, *, fair: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, fair: bool = ..., axis: int = ..., reduction: AnyReduction = ...) -> CRPSEnsembleLoss: ...  # type: ignore[override]
     def __call__(self, ensemble: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def crps_gaussian_loss(
+    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def crps_gaussian_loss(
+    mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CRPSGaussianLoss(FunctionLoss):
+    reduction: AnyReduction
+    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, reduction: AnyReduction = ...) -> CRPSGaussianLoss: ...  # type: ignore[override]
+    def __call__(self, mean: ArrayLike, std: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def energy_score_loss(

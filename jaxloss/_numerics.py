@@ -16,6 +16,7 @@ kink are part of each function's contract and have their own tests:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -26,8 +27,10 @@ Array = jax.Array
 
 __all__ = [
     "abs0",
+    "class_iota",
     "logsumexp",
     "masked_logsumexp",
+    "pick",
     "pos",
     "safe_div",
     "safe_sqrt",
@@ -113,3 +116,25 @@ def softcap(x: Array, cap: Array) -> Array:
     and ``inf`` are kept, so a masked logit stays masked. Zero gradient there."""
     finite = jnp.isfinite(x)
     return jnp.where(finite, cap * jnp.tanh(jnp.where(finite, x, 0.0) / cap), x)
+
+
+def class_iota(shape, axis):
+    """An int32 iota of ``shape`` along ``axis`` (class indices, fused by XLA)."""
+    return jax.lax.broadcasted_iota(jnp.int32, shape, axis)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def pick(x, index, axis):
+    """``x`` at class ``index`` (in range) along ``axis``: a gather whose
+    derivative is a compare-and-select (fused by XLA), not a scatter."""
+    return jnp.squeeze(
+        jnp.take_along_axis(x, jnp.expand_dims(index, axis), axis=axis, mode="promise_in_bounds"), axis
+    )
+
+
+@pick.defjvp
+def _pick_jvp(axis, primals, tangents):
+    x, index = primals
+    dx, _ = tangents
+    hit = class_iota(x.shape, axis) == jnp.expand_dims(index, axis)
+    return pick(x, index, axis), jnp.sum(jnp.where(hit, dx, jnp.zeros_like(dx)), axis=axis)

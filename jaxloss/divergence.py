@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import math
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES, POSITIVE, Interval, choice
+from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES
 from ._core import Example, Layout, builtin
 
 divergence = builtin("divergence")
 
 __all__ = [
-    "distillation_loss", "DistillationLoss",
     "generalized_kl_divergence", "GeneralizedKLDivergence",
     "js_divergence", "JSDivergence",
     "kl_divergence", "KLDivergence",
@@ -201,98 +199,6 @@ def generalized_kl_divergence(log_pred, target, *, log_target=False, axis=-1):
     return jnp.sum(kl - p + jnp.exp(log_pred), axis=ax)
 
 
-def _logits_sample(rng: np.random.Generator) -> tuple:
-    return (rng.normal(size=(6, 5)) * 1.5).astype(np.float32), (rng.normal(size=(6, 5)) * 1.5).astype(np.float32)
-
-
-def _weighted_log_ratio(w, log_w, log_other):
-    """``w (log_w - log_other)`` with 0 (value and gradient) where ``w == 0``."""
-    zero = w == 0
-    log_w = jnp.where(zero, jnp.zeros_like(log_w), log_w)
-    log_other = jnp.where(zero, jnp.zeros_like(log_other), log_other)
-    return jnp.where(zero, jnp.zeros_like(w), w * (log_w - log_other))
-
-
-def _mixture_log(log_p, log_q, beta):
-    """``log(beta p + (1 - beta) q)`` with ``-inf`` inputs allowed (not both)."""
-    big_neg = jnp.asarray(jnp.finfo(log_p.dtype).min, log_p.dtype)
-    a = jnp.where(log_p == -jnp.inf, big_neg, log_p + jnp.log(beta))
-    b = jnp.where(log_q == -jnp.inf, big_neg, log_q + jnp.log1p(-beta))
-    return jnp.logaddexp(a, b)
-
-
-def distillation_terms(log_p, log_q, divergence, beta):
-    """Per-class terms of the distillation divergence between the teacher's
-    ``log p`` and the student's ``log q`` (both normalised): summing them over
-    the classes gives ``KL(p||q)``, ``KL(q||p)`` or the generalised JSD. Shared
-    with the streamed :func:`jaxloss.linear_distillation_loss`."""
-    p, q = jnp.exp(log_p), jnp.exp(log_q)
-    if divergence == "forward":
-        return _weighted_log_ratio(p, log_p, log_q)
-    if divergence == "reverse":
-        return _weighted_log_ratio(q, log_q, log_p)
-    log_m = _mixture_log(log_p, log_q, beta)
-    return beta * _weighted_log_ratio(p, log_p, log_m) + (1.0 - beta) * _weighted_log_ratio(q, log_q, log_m)
-
-
-@divergence(
-    static={"divergence": choice("forward", "reverse", "jsd"), "axis": AXIS},
-    checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
-    layout=Layout(reduced_axis="axis"),
-    example=Example(_logits_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1)),
-)
-def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, divergence="forward", beta=0.5, axis=-1):
-    r"""Knowledge-distillation loss between a student's and a teacher's logits.
-
-    With temperature :math:`T`, :math:`p = \operatorname{softmax}(z_t / T)` (the
-    teacher) and :math:`q = \operatorname{softmax}(z_s / T)` (the student), per
-    example
-
-    .. math::
-       \ell = T^2 \cdot \begin{cases}
-         \mathrm{KL}(p \,\|\, q) & \text{forward} \\
-         \mathrm{KL}(q \,\|\, p) & \text{reverse} \\
-         \beta\, \mathrm{KL}(p \,\|\, m) + (1 - \beta)\, \mathrm{KL}(q \,\|\, m),
-           \quad m = \beta p + (1 - \beta) q & \text{jsd}
-       \end{cases}
-
-    ``"forward"`` is Hinton et al. (2015), "Distilling the Knowledge in a Neural
-    Network" (the :math:`T^2` keeps the gradients' scale independent of
-    :math:`T`); ``"reverse"`` the mode-seeking KL of MiniLLM (Gu et al., 2024);
-    ``"jsd"`` the generalised Jensen-Shannon divergence of GKD (Agarwal et al.,
-    2024, "On-Policy Distillation of Language Models"), TRL's
-    ``GKDTrainer.generalized_jsd_loss`` with the same :math:`\beta`, times
-    :math:`T^2`. The teacher is not stop-gradiented (wrap it in
-    ``jax.lax.stop_gradient`` for the usual frozen teacher). A ``-inf`` teacher
-    logit (a masked class) gives :math:`p = 0` there, whose terms are 0 in value
-    and gradient for ``"forward"`` and ``"jsd"`` (``"reverse"`` is then ``+inf``
-    unless the student also gives it probability 0). Classes along ``axis``.
-
-    Args:
-      student_logits: ``[..., V, ...]`` student logits, classes along ``axis``.
-      teacher_logits: teacher logits of the same shape.
-      temperature: :math:`T > 0` (traced), applied to both.
-      divergence: ``"forward"``, ``"reverse"`` or ``"jsd"`` (static).
-      beta: :math:`\beta \in (0, 1)`, the JSD's mixture weight (traced; used
-        by ``"jsd"`` only; use ``"forward"``/``"reverse"`` for the limits).
-      axis: the class axis (static).
-
-    Returns:
-      The reduced loss; with ``reduction="none"`` the per-example divergences.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> s = jnp.log(jnp.array([[0.33, 0.33, 0.34]])); t = jnp.log(jnp.array([[0.5, 0.3, 0.2]]))
-      >>> round(float(jaxloss.distillation_loss(s, t)), 6)  # KL(P||Q) of the worked example
-      0.073039
-    """
-    ax = axis % student_logits.ndim
-    log_q = jax.nn.log_softmax(student_logits / temperature, axis=ax)
-    log_p = jax.nn.log_softmax(teacher_logits / temperature, axis=ax)
-    return temperature * temperature * jnp.sum(distillation_terms(log_p, log_q, divergence, beta), axis=ax)
-
-
 KLDivergence = kl_divergence.Loss
 JSDivergence = js_divergence.Loss
 GeneralizedKLDivergence = generalized_kl_divergence.Loss
-DistillationLoss = distillation_loss.Loss

@@ -20,7 +20,8 @@ backward pass doubles it. This module never builds that array:
 
 Both follow :func:`jaxloss.sparse_cross_entropy`'s semantics (label smoothing,
 z-loss, ``ignore_index``, reduction, weights, where); see ``docs/large_vocab.md``
-for data-parallel and tensor-parallel training steps.
+for data-parallel and tensor-parallel training steps. The head they share
+(streamed statistics, routes, chunk sizes) is ``jaxloss._streaming``.
 
 ``vocab_parallel_cross_entropy`` only runs under a named mesh axis, so it is not
 in :data:`jaxloss.REGISTRY` (whose shared checks call every loss on plain
@@ -29,9 +30,6 @@ arrays); the multi-device tests cover it.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -45,13 +43,10 @@ from ._checks import (
     POSITIVE_INT_OR_NONE,
     UNIT_HALF_OPEN,
     check_class_vector,
-    check_labels,
-    is_concrete,
 )
-from ._core import Aux, Example, Layout, Unreduced, builtin, compute_dtype, loss
+from ._core import Example, Layout, Unreduced, builtin, compute_dtype, loss
 from ._numerics import softcap
-from ._sharding import to_varying
-from ._streaming import Config, Stats, _explicit_sharding, fused_sum, local_stats, token_chunk_size
+from ._streaming import check_head, check_nonnegative_labels, default_chunk_size, head_cross_entropy
 
 __all__ = [
     "linear_cross_entropy", "LinearCrossEntropy",
@@ -59,43 +54,10 @@ __all__ = [
     "default_chunk_size",
 ]
 
-_MAX_CHUNK = 8192
-_MIN_CHUNK = 128
-_CHUNK_ELEMENTS = 1 << 25  # N * chunk: 128 MiB of float32 per [N, chunk] block
-
-
-def default_chunk_size(num_tokens: int, vocab_size: int) -> int:
-    """The vocabulary chunk :func:`linear_cross_entropy` uses when ``chunk_size=None``.
-
-    The largest power of two ``c <= 8192`` with ``num_tokens * c <= 2**25`` (one
-    ``[N, c]`` float32 block is at most 128 MiB), at least 128, and at most
-    ``vocab_size``. For example 4096 at ``N = 8192`` and 8192 at ``N <= 4096``.
-
-    Example:
-      >>> from jaxloss import default_chunk_size
-      >>> default_chunk_size(8192, 256000), default_chunk_size(512, 32000), default_chunk_size(6, 37)
-      (4096, 8192, 37)
-    """
-    n = max(int(num_tokens), 1)
-    c = _MAX_CHUNK
-    while c > _MIN_CHUNK and n * c > _CHUNK_ELEMENTS:
-        c //= 2
-    return max(1, min(c, int(vocab_size)))
-
 
 # ---------------------------------------------------------------------------
 # The linear head on the streaming engine (jaxloss/_streaming.py)
 # ---------------------------------------------------------------------------
-
-
-def _sharded_axes(x, dim):
-    """Mesh axes an explicitly sharded ``x`` is split over along ``dim`` (empty tuple
-    when it is not, or outside explicit meshes)."""
-    sharding = _explicit_sharding(x)
-    spec = getattr(sharding, "spec", None)
-    if spec is None or len(spec) <= dim or spec[dim] is None:
-        return ()
-    return tuple(spec[dim]) if isinstance(spec[dim], tuple) else (spec[dim],)
 
 
 def _linear_transform(cap, raw, chunk, cols, labels):
@@ -103,59 +65,6 @@ def _linear_transform(cap, raw, chunk, cols, labels):
     z = raw if len(chunk) == 1 else raw + chunk[1].astype(raw.dtype)[None, :]
     return z if cap is None else cap * jnp.tanh(z / cap)
 
-
-class _CrossEntropyRows(NamedTuple):
-    """Per-token cross-entropy from the streamed statistics:
-    ``w_y [(1 - eps)(lse - z_y) + zl lse^2] + eps / V (sum_c w_c lse - sum_c w_c z_c)``
-    (``w = 1`` without class weights); NaN for an out-of-range label, 0 for an
-    ignored one. Static (hashable), so both routes can take it."""
-
-    vocab: int
-    ignore_index: int | None
-
-    def __call__(self, lse, zy, sz, labels, hp):
-        eps, zl, cw = hp
-        # A NaN statistic (a NaN hidden state, masked or not) gives a NaN loss
-        # and no cotangent: the where below never multiplies 0 by NaN.
-        bad = jnp.isnan(lse) | jnp.isnan(zy) | jnp.isnan(sz)
-        lse, zy, sz = (jnp.where(bad, jnp.zeros_like(x), x) for x in (lse, zy, sz))
-        in_range = (labels >= 0) & (labels < self.vocab) & ~bad
-        main = (1.0 - eps) * (lse - zy) + zl * lse * lse
-        total = self.vocab if cw is None else jnp.sum(cw)
-        if cw is not None:
-            main = jnp.take(cw, jnp.where(in_range, labels, 0)) * main
-        smooth = jnp.where(eps > 0, (eps / self.vocab) * (total * lse - sz), 0)
-        value = jnp.where(in_range, main + smooth, jnp.nan)
-        if self.ignore_index is not None:
-            value = jnp.where(labels == self.ignore_index, jnp.zeros_like(value), value)
-        return value
-
-
-def _global_stats(stats, axis_name, v_local):
-    """Combine the per-device statistics of a vocabulary split over ``axis_name``:
-    one ``pmax`` and one ``psum`` of ``[N]`` vectors (and two small ones for
-    the argmax, whose ties go to the lowest global column)."""
-    if axis_name is None:
-        return stats
-    lse, zy, sz, top, am = stats
-    m = lax.pmax(lax.stop_gradient(lse), axis_name)
-    e, zy, sz = lax.psum((jnp.exp(lse - m), zy, sz), axis_name)
-    top_all = lax.pmax(lax.stop_gradient(top), axis_name)
-    offset = lax.axis_index(axis_name) * v_local
-    cand = jnp.where(top == top_all, am + offset, jnp.iinfo(jnp.int32).max)
-    return Stats(m + jnp.log(e), zy, sz, top_all, lax.pmin(cand, axis_name))
-
-
-def _summarize(per_element, counted):
-    """``return_stats``: the per-token log-sum-exp, and the mean of ``lse**2`` and
-    of argmax hits over the counted tokens (no gradients)."""
-    lse = lax.stop_gradient(per_element["lse"])
-    n = jnp.maximum(jnp.sum(counted), 1).astype(lse.dtype)
-    return {
-        "lse": lse,
-        "z_loss": jnp.sum(jnp.where(counted, lse * lse, 0)) / n,
-        "accuracy": jnp.sum(jnp.where(counted, per_element["correct"], False)).astype(lse.dtype) / n,
-    }
 
 
 # ---------------------------------------------------------------------------
@@ -170,27 +79,15 @@ def _lce_sample(rng: np.random.Generator) -> tuple:
     return hidden, weight, labels
 
 
-_PRECISIONS = (None, "default", "high", "highest", "bfloat16", "tensorfloat32", "float32")
-
 
 def _lce_validate(name, hidden, weight, labels, *, bias, class_weights, ignore_index, chunk_size, token_chunk_size,
                   precision, axis_name, **_):
-    if hidden.ndim < 1:
-        raise ValueError(f"{name}: hidden must have shape [..., D], got a scalar")
-    if weight.ndim != 2:
-        raise ValueError(f"{name}: weight must have shape [V, D], got {tuple(weight.shape)}")
-    if weight.shape[1] != hidden.shape[-1]:
-        raise ValueError(
-            f"{name}: hidden {tuple(hidden.shape)} and weight {tuple(weight.shape)} must share the last "
-            f"(feature) dimension D; weight is [V, D] (transpose a [D, V] kernel)"
-        )
-    if weight.shape[0] == 0:
-        raise ValueError(f"{name}: weight must have at least one row (vocabulary of size 0)")
-    if tuple(labels.shape) != tuple(hidden.shape[:-1]):
-        raise ValueError(
-            f"{name}: labels {tuple(labels.shape)} must have the shape of hidden {tuple(hidden.shape)} "
-            f"without its last axis, i.e. {tuple(hidden.shape[:-1])}"
-        )
+    check_head(
+        name, hidden, weight, labels, hidden_arg="hidden", ranks=(2,), shapes="[V, D]",
+        transpose="[V, D] (transpose a [D, V] kernel)", empty=lambda _: "weight must have at least one row "
+        "(vocabulary of size 0)", sharded=_vocab_split, precision=precision, axis_name=axis_name,
+        ignore_index=ignore_index, params=(("bias", bias),),
+    )
     if bias is not None and tuple(jnp.shape(bias)) != (weight.shape[0],):
         raise ValueError(f"{name}: bias must have shape ({weight.shape[0]},) = [V], got {tuple(jnp.shape(bias))}")
     if bias is not None and not jnp.issubdtype(jnp.result_type(bias), jnp.floating):
@@ -207,23 +104,15 @@ def _lce_validate(name, hidden, weight, labels, *, bias, class_weights, ignore_i
             f"chunks of tokens with the whole vocabulary; it cannot be combined with "
             f"{'chunk_size' if chunk_size is not None else 'axis_name'} (vocabulary chunks)"
         )
-    if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
-        raise ValueError(
-            f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}"
-        )
-    for arg, x in (("weight", weight), ("bias", bias)):
-        split = _sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
-        if split:
-            raise ValueError(
-                f"{name}: {arg} is sharded over the vocabulary along mesh axes {split} of an explicit mesh; "
-                f"the chunked loop would have to gather it. Call {name} inside jax.shard_map with "
-                f"axis_name={split[0] if len(split) == 1 else split!r} (no gather; see docs/large_vocab.md), "
-                f"or reshard {arg} to be replicated along its first axis (jax.sharding.reshard)"
-            )
-    if axis_name is None:
-        check_labels(name, labels, weight.shape[0], ignore_index)
-    else:
-        _check_nonnegative_labels(name, labels, ignore_index)
+
+
+def _vocab_split(arg, split):
+    return (
+        f"{arg} is sharded over the vocabulary along mesh axes {split} of an explicit mesh; "
+        f"the chunked loop would have to gather it. Call linear_cross_entropy inside jax.shard_map with "
+        f"axis_name={split[0] if len(split) == 1 else split!r} (no gather; see docs/large_vocab.md), "
+        f"or reshard {arg} to be replicated along its first axis (jax.sharding.reshard)"
+    )
 
 
 @builtin("large_vocab")(
@@ -391,101 +280,9 @@ def linear_cross_entropy(
         return_stats=return_stats,
     )
 
-
-def head_cross_entropy(hidden, params, labels, transform, theta, hp, *, smooth_weights=None, ignore_index=None,
-                       chunk_size=None, token_chunk_size=None, precision=None, axis_name=None, return_stats=False,
-                       columns_per_class=1):
-    """The cross-entropy of a streamed head ``z = transform(theta, hidden @ params[0].T, ...)``
-    (see ``_streaming``), as a kernel result: per-token values by vocabulary
-    chunks, the gradients-in-the-forward-pass route for scalar reductions where
-    :func:`_fused_rows` allows it, ignored labels and PyTorch's class-weighted
-    mean (``hp = (label_smoothing, z_loss, class_weights)``), ``return_stats``.
-    ``params[0]`` is ``[V, D]`` or ``[V, K, D]`` (``columns_per_class = K``
-    products per class). Shared by every loss with a large softmax head."""
-    weight = params[0]
-    lead = labels.shape
-    v_local = weight.shape[0]
-    h2 = hidden.reshape((-1, hidden.shape[-1]))
-    y = labels.reshape((-1,)).astype(jnp.int32)
-    acc = compute_dtype(hidden, weight)
-    local = y
-    if axis_name is not None:
-        # Gradients of hidden and theta are partial sums over the vocabulary
-        # shards: marking them varying makes JAX sum them over the axis.
-        h2 = to_varying(h2, axis_name)
-        theta = jax.tree_util.tree_map(lambda t: to_varying(t, axis_name), theta)
-        local = y - lax.axis_index(axis_name) * v_local
-    vocab = v_local if axis_name is None else v_local * lax.axis_size(axis_name)
-    rows = _CrossEntropyRows(vocab, ignore_index)
-    if chunk_size is None:
-        chunk = max(1, default_chunk_size(h2.shape[0] * columns_per_class, v_local))
-    else:
-        chunk = min(int(chunk_size), v_local)
-    stats = _global_stats(
-        local_stats(Config(chunk, precision, acc), transform, theta, h2, params, smooth_weights, local),
-        axis_name, v_local,
-    )
-    value = rows(stats.lse, stats.target, stats.smooth, y, hp)
-    per_token = {"lse": stats.lse.reshape(lead), "correct": (stats.argmax == y).reshape(lead)}
-
-    fused = None
-    n_tok = _fused_rows(h2.shape[0], v_local * columns_per_class, acc, h2, params, chunk_size, token_chunk_size,
-                        axis_name)
-    if n_tok:
-        cfg = Config(n_tok, precision, acc)
-
-        def fused(coef):
-            total, lse, am = fused_sum(cfg, transform, rows, theta, hp, h2, params, smooth_weights, y,
-                                       coef.reshape((-1,)))
-            return total, {"lse": lax.stop_gradient(lse).reshape(lead), "correct": (am == y).reshape(lead)}
-
-    keep = None if ignore_index is None else (labels != ignore_index).astype(value.dtype)
-    count = None
-    class_weights = hp[2]
-    if class_weights is not None:
-        w_y = jnp.take(class_weights, jnp.clip(y, 0, v_local - 1)).reshape(lead)
-        keep = jnp.ones(lead, value.dtype) if keep is None else keep
-        count = keep * w_y
-    aux = Aux(per_token, _summarize) if return_stats else None
-    return Unreduced(value.reshape(lead), keep, count, fused=fused, aux=aux)
-
-
-def _fused_rows(n, v, acc, hidden, params, chunk_size, token_chunk, axis_name) -> int:
-    """Tokens per chunk of the route that forms the gradients in the forward pass,
-    or 0 to stream over vocabulary chunks instead. Taken when the caller asks
-    (``token_chunk_size``) or, by default, when the weight is in the accumulation
-    dtype (a low-precision weight would need a float32 ``[V, D]`` accumulator),
-    no vocabulary chunking or mesh axis is asked for, the tokens are not sharded
-    on an explicit mesh, and a block of at least 32
-    tokens by the whole vocabulary fits in 16 MiB of float32 (``V <= 131072``)."""
-    if n == 0 or axis_name is not None or chunk_size is not None:
-        return 0
-    if _explicit_sharding(hidden) is not None:
-        return 0  # token chunks of a batch sharded on an explicit mesh: the vocabulary route instead
-    if token_chunk is not None:
-        return min(int(token_chunk), n)
-    if any(jnp.result_type(p) != acc for p in params):
-        return 0
-    rows = token_chunk_size(n, v)
-    return rows if rows >= min(32, n) else 0
-
-
 # ---------------------------------------------------------------------------
 # vocab_parallel_cross_entropy: for shard_map with a vocabulary-sharded axis
 # ---------------------------------------------------------------------------
-
-
-def _check_nonnegative_labels(name, labels, ignore_index):
-    """With a sharded vocabulary only the lower bound can be checked up front."""
-    if is_concrete(labels):
-        lab = np.asarray(labels)
-        bad = (lab < 0) if ignore_index is None else (lab < 0) & (lab != ignore_index)
-        if bad.any():
-            raise ValueError(
-                f"{name}: labels must be >= 0"
-                + ("" if ignore_index is None else f" or equal ignore_index={ignore_index}")
-                + f", got {lab[bad][:5].tolist()}"
-            )
 
 
 def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
@@ -496,7 +293,7 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
         )
     if local_logits.ndim < 1:
         raise ValueError(f"{name}: local_logits must have shape [..., V_local], got a scalar")
-    _check_nonnegative_labels(name, labels, ignore_index)
+    check_nonnegative_labels(name, labels, ignore_index)
 
 
 @loss(
@@ -600,297 +397,3 @@ def vocab_parallel_cross_entropy(
 
 LinearCrossEntropy = linear_cross_entropy.Loss
 VocabParallelCrossEntropy = vocab_parallel_cross_entropy.Loss
-
-
-# ---------------------------------------------------------------------------
-# Per-sequence log-probabilities (post-training: DPO, ORPO, SimPO, GRPO inputs)
-# ---------------------------------------------------------------------------
-
-__all__ += ["sequence_logprobs", "linear_sequence_logprobs"]  # noqa: PLE0605
-
-
-def _check_sequence_inputs(name, lead, labels, mask, what):
-    if not jnp.issubdtype(jnp.result_type(labels), jnp.integer):
-        raise TypeError(f"{name}: labels must be integer token ids, got dtype {jnp.result_type(labels)}")
-    if tuple(labels.shape) != tuple(lead) or len(lead) < 1:
-        raise ValueError(f"{name}: labels {tuple(labels.shape)} must have the shape of {what} without its last "
-                         f"axis, {tuple(lead)} ([B, T])")
-    if mask is not None:
-        if tuple(jnp.shape(mask)) != tuple(labels.shape):
-            raise ValueError(f"{name}: mask {tuple(jnp.shape(mask))} must have the shape of labels "
-                             f"{tuple(labels.shape)}")
-        if jnp.result_type(mask) != jnp.bool_:
-            raise TypeError(f"{name}: mask must be boolean, got dtype {jnp.result_type(mask)}")
-
-
-def _per_sequence(tok, labels, mask, vocab, average):
-    """Masked per-token log-probs summed (or averaged) over the last axis; NaN for
-    an unmasked out-of-range label; 0 for a fully masked sequence."""
-    keep = jnp.ones(labels.shape, bool) if mask is None else mask
-    in_range = (labels >= 0) & (labels < vocab)
-    tok = jnp.where(keep, jnp.where(in_range, tok, jnp.nan), jnp.zeros_like(tok))
-    total = jnp.sum(tok, axis=-1)
-    if not average:
-        return total
-    n = jnp.sum(keep, axis=-1).astype(total.dtype)
-    return total / jnp.maximum(n, 1)
-
-
-def sequence_logprobs(logits, labels, *, mask=None, average=False):
-    r"""Per-sequence log-probability of the label tokens under ``logits``.
-
-    .. math::
-       s_b = \sum_t m_{bt} \log \operatorname{softmax}(z_{bt})_{y_{bt}}
-           = \sum_t m_{bt} \bigl(z_{bt y_{bt}} - \log\textstyle\sum_v e^{z_{btv}}\bigr),
-       \qquad \text{or } s_b / \max(1, \textstyle\sum_t m_{bt}) \text{ with } ``average=True``
-
-    The quantity DPO-style losses take (TRL's ``get_batch_logps``; the labels
-    are already shifted: ``labels[:, t]`` is the token that ``logits[:, t]``
-    predicts). Only ``[B, T]`` per-token values are formed (a log-sum-exp and
-    a gather), not a second ``[B, T, V]`` array of log-probabilities. A plain
-    differentiable function, not a registry loss (no ``reduction``).
-
-    Args:
-      logits: ``[B, T, V]`` floating-point logits (any leading axes before ``T``).
-      labels: ``[B, T]`` integer token ids in ``[0, V)``; entries where ``mask`` is
-        False are ignored whatever they hold (e.g. ``-100``). An unmasked label
-        outside ``[0, V)`` raises ``ValueError`` when concrete and gives NaN for
-        its sequence under ``jit``.
-      mask: optional ``[B, T]`` boolean mask of the counted tokens (the
-        completion); ``None`` counts every token. Masked logits must be finite
-        (their gradient is 0).
-      average: when True, divide each sequence's sum by its number of counted
-        tokens (IPO, ORPO, SimPO); a fully masked sequence gives 0 either way.
-
-    Returns:
-      ``[B]`` per-sequence log-probabilities (float32 for bf16/f32 logits).
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> logits = jnp.log(jnp.array([[[0.5, 0.5], [0.9, 0.1], [0.2, 0.8]]]))
-      >>> labels = jnp.array([[0, 1, -100]]); mask = jnp.array([[True, True, False]])
-      >>> round(float(jaxloss.sequence_logprobs(logits, labels, mask=mask)[0]), 6)  # log 0.5 + log 0.1
-      -2.995732
-    """
-    name = "sequence_logprobs"
-    if not jnp.issubdtype(jnp.result_type(logits), jnp.floating):
-        raise TypeError(f"{name}: logits must be floating point, got dtype {jnp.result_type(logits)}")
-    if logits.ndim < 2:
-        raise ValueError(f"{name}: logits must have shape [B, T, V], got {tuple(logits.shape)}")
-    _check_sequence_inputs(name, logits.shape[:-1], labels, mask, "logits")
-    vocab = logits.shape[-1]
-    y = labels.astype(jnp.int32) if mask is None else jnp.where(mask, labels, 0).astype(jnp.int32)
-    check_labels(name, y, vocab)
-    z = logits.astype(compute_dtype(logits))
-    lse = jax.nn.logsumexp(z, axis=-1)
-    picked = jnp.take_along_axis(z, jnp.clip(y, 0, vocab - 1)[..., None], axis=-1)[..., 0]
-    return _per_sequence(picked - lse, y, mask, vocab, average)
-
-
-def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None):
-    r"""Per-sequence log-probabilities of a linear head, streamed over the vocabulary.
-
-    Equal, in value and in the gradients of ``hidden`` and ``weight``, to
-    ``sequence_logprobs(hidden @ weight.T, labels, mask=mask, average=average)``,
-    without building the ``[B, T, V]`` logits in the forward or the backward
-    pass:
-
-    .. math::
-       s_b = \sum_t m_{bt} \bigl(h_{bt} \cdot w_{y_{bt}} - \log\textstyle\sum_v e^{h_{bt} \cdot w_v}\bigr)
-
-    The per-token log-sum-exp and target logit come from the streaming engine of
-    :func:`linear_cross_entropy` (an online log-sum-exp over vocabulary chunks;
-    the backward pass recomputes each chunk), so temporary memory is a few
-    ``[B*T, chunk_size]`` blocks. Feed the result to :func:`dpo_loss` and the
-    other preference losses. A plain differentiable function, not a registry
-    loss. Products accumulate in float32 (float64 for float64 inputs).
-
-    Args:
-      hidden: ``[B, T, D]`` hidden states (any leading axes before ``T``).
-      weight: ``[V, D]`` output embedding (pass ``kernel.T`` for a ``[D, V]`` kernel).
-      labels: ``[B, T]`` integer token ids in ``[0, V)``; entries where ``mask`` is
-        False are ignored whatever they hold.
-      mask: optional ``[B, T]`` boolean mask of the counted tokens; masked tokens
-        get exactly zero gradient (even when their hidden states are NaN).
-      average: when True, the mean over counted tokens instead of the sum (0 for
-        a fully masked sequence).
-      chunk_size: vocabulary columns per chunk (static); ``None`` picks
-        :func:`default_chunk_size`.
-
-    Returns:
-      ``[B]`` per-sequence log-probabilities.
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> h = jnp.array([[[1.0, 0.0], [0.0, 2.0]]]); w = jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-      >>> y = jnp.array([[0, 2]])
-      >>> a = jaxloss.linear_sequence_logprobs(h, w, y, chunk_size=2)
-      >>> b = jaxloss.sequence_logprobs(jnp.einsum("btd,vd->btv", h, w), y)
-      >>> bool(jnp.allclose(a, b))
-      True
-    """
-    name = "linear_sequence_logprobs"
-    for arg, x in (("hidden", hidden), ("weight", weight)):
-        if not jnp.issubdtype(jnp.result_type(x), jnp.floating):
-            raise TypeError(f"{name}: {arg} must be floating point, got dtype {jnp.result_type(x)}")
-    if hidden.ndim < 2:
-        raise ValueError(f"{name}: hidden must have shape [B, T, D], got {tuple(hidden.shape)}")
-    if weight.ndim != 2 or weight.shape[1] != hidden.shape[-1] or weight.shape[0] == 0:
-        raise ValueError(f"{name}: weight {tuple(weight.shape)} must be [V, D] with the D of hidden "
-                         f"{tuple(hidden.shape)}")
-    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
-        raise ValueError(f"{name}: chunk_size must be a positive int or None, got {chunk_size!r}")
-    _check_sequence_inputs(name, hidden.shape[:-1], labels, mask, "hidden")
-    vocab = weight.shape[0]
-    y = labels.astype(jnp.int32) if mask is None else jnp.where(mask, labels, 0).astype(jnp.int32)
-    check_labels(name, y, vocab)
-    acc = compute_dtype(hidden, weight)
-    h2 = hidden.reshape((-1, hidden.shape[-1]))
-    if mask is not None:
-        h2 = jnp.where(mask.reshape((-1, 1)), h2, jnp.zeros_like(h2))
-    chunk = default_chunk_size(h2.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
-    stats = local_stats(Config(chunk, None, acc), _linear_transform, None, h2, (weight,), None, y.reshape((-1,)))
-    tok = (stats.target - stats.lse).reshape(y.shape)
-    return _per_sequence(tok, y, mask, vocab, average)
-
-
-# ---------------------------------------------------------------------------
-# linear_distillation_loss: both heads streamed over vocabulary chunks
-# ---------------------------------------------------------------------------
-
-__all__ += ["linear_distillation_loss", "LinearDistillationLoss"]  # noqa: PLE0605
-
-from ._checks import Interval, choice  # noqa: E402
-
-
-def _tempered(temperature, raw, chunk, cols, labels):
-    """``z = raw / T`` for one chunk of a head (no bias)."""
-    return raw / temperature
-
-
-def _streamed_divergence(cfg, divergence, beta, temperature, hs, ws, ht, wt, lse_s, lse_t):
-    """Pass 2: per-row sums of the divergence's terms over vocabulary chunks, given
-    both (tempered) log-sum-exps. The chunk body is checkpointed, so reverse mode
-    through the loop recomputes each chunk's logits instead of storing them."""
-    from ._streaming import _project, chunk_start
-    from .divergence import distillation_terms
-
-    vocab = ws.shape[0]
-    chunk = cfg.chunk
-    cols0 = lax.iota(jnp.int32, chunk)
-
-    @jax.checkpoint
-    def body(k, total):
-        start = chunk_start(k, chunk, vocab)
-        fresh = (start + cols0 >= k * chunk)[None, :]
-        zs = _project(cfg, hs, lax.dynamic_slice_in_dim(ws, start, chunk, axis=0)) / temperature
-        zt = _project(cfg, ht, lax.dynamic_slice_in_dim(wt, start, chunk, axis=0)) / temperature
-        terms = distillation_terms(zt - lse_t[:, None], zs - lse_s[:, None], divergence, beta)
-        return total + jnp.sum(jnp.where(fresh, terms, jnp.zeros_like(terms)), axis=1)
-
-    return lax.fori_loop(0, -(-vocab // chunk), body, jnp.zeros_like(hs[:, 0], dtype=cfg.acc))
-
-
-def _ld_sample(rng: np.random.Generator) -> tuple:
-    hs = rng.normal(size=(4, 6)).astype(np.float32)
-    ws = (rng.normal(size=(19, 6)) * 0.5).astype(np.float32)
-    ht = rng.normal(size=(4, 5)).astype(np.float32)
-    wt = (rng.normal(size=(19, 5)) * 0.5).astype(np.float32)
-    return hs, ws, ht, wt
-
-
-def _ld_validate(name, student_hidden, student_weight, teacher_hidden, teacher_weight, **_):
-    for who, h, w in (("student", student_hidden, student_weight), ("teacher", teacher_hidden, teacher_weight)):
-        if h.ndim < 1 or w.ndim != 2 or w.shape[1] != h.shape[-1]:
-            raise ValueError(f"{name}: {who}_weight {tuple(w.shape)} must be [V, D] with the D of {who}_hidden "
-                             f"{tuple(h.shape)}")
-    if student_weight.shape[0] != teacher_weight.shape[0] or student_weight.shape[0] == 0:
-        raise ValueError(f"{name}: student_weight {tuple(student_weight.shape)} and teacher_weight "
-                         f"{tuple(teacher_weight.shape)} must share a non-empty vocabulary V (first axis)")
-    if tuple(student_hidden.shape[:-1]) != tuple(teacher_hidden.shape[:-1]):
-        raise ValueError(f"{name}: student_hidden {tuple(student_hidden.shape)} and teacher_hidden "
-                         f"{tuple(teacher_hidden.shape)} must have the same leading (token) axes")
-
-
-@builtin("large_vocab")(
-    static={"divergence": choice("forward", "reverse", "jsd"), "chunk_size": POSITIVE_INT_OR_NONE},
-    checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
-    layout=Layout(same_shape=(), native=("student_hidden", "student_weight", "teacher_hidden", "teacher_weight")),
-    validate=_ld_validate,
-    example=Example(_ld_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1, 2, 3)),
-)
-def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, *, temperature=1.0,
-                             divergence="forward", beta=0.5, chunk_size=None, loss_where=None):
-    r"""Distillation loss between two linear heads, streamed over the vocabulary.
-
-    Exactly :func:`jaxloss.distillation_loss` of the student logits
-    :math:`z_s = h_s W_s^\top` and the teacher logits :math:`z_t = h_t W_t^\top`
-    (value and the gradients of all four inputs), without building either
-    ``[N, V]`` array. With :math:`p = \operatorname{softmax}(z_t / T)`,
-    :math:`q = \operatorname{softmax}(z_s / T)`:
-
-    .. math::
-       \ell = T^2 \cdot \begin{cases}
-         \sum_v p_v (\log p_v - \log q_v) & \text{forward} \\
-         \sum_v q_v (\log q_v - \log p_v) & \text{reverse} \\
-         \sum_v \beta p_v (\log p_v - \log m_v) + (1 - \beta) q_v (\log q_v - \log m_v),
-           \ m = \beta p + (1-\beta) q & \text{jsd}
-       \end{cases}
-
-    Two passes over vocabulary chunks: the first streams both log-sum-exps
-    (the engine of :func:`linear_cross_entropy`, whose backward pass recomputes
-    each chunk); the second accumulates the divergence's terms chunk by chunk in
-    a ``lax.fori_loop`` whose body is ``jax.checkpoint``-ed, so the backward pass
-    recomputes each chunk's ``[N, chunk_size]`` logits instead of storing them.
-    Temporary memory is a few ``[N, chunk_size]`` blocks plus the weights'
-    gradients. The anchor is Liger-Kernel's fused-linear JSD/KL distillation
-    (``LigerFusedLinearJSD``), with jaxloss's :math:`T^2` scaling and
-    :math:`\beta` convention (:func:`distillation_loss`). The teacher is not
-    stop-gradiented (wrap its inputs in ``jax.lax.stop_gradient``).
-
-    Args:
-      student_hidden: ``[..., Ds]`` student hidden states.
-      student_weight: ``[V, Ds]`` student output embedding.
-      teacher_hidden: ``[..., Dt]`` teacher hidden states (same leading axes).
-      teacher_weight: ``[V, Dt]`` teacher output embedding (same ``V``).
-      temperature: :math:`T > 0` (traced).
-      divergence: ``"forward"``, ``"reverse"`` or ``"jsd"`` (static).
-      beta: :math:`\beta \in (0, 1)`, the JSD's mixture weight (traced; ``"jsd"`` only).
-      chunk_size: vocabulary columns per chunk (static); ``None`` picks
-        ``default_chunk_size(4 * N, V)`` (2048 at ``N = 4096``).
-
-    Returns:
-      The reduced loss; with ``reduction="none"`` the per-token divergences
-      (the hidden states' leading shape).
-
-    Example:
-      >>> import jax.numpy as jnp, jaxloss
-      >>> hs, ws = jnp.array([[1.0, 0.0]]), jnp.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
-      >>> ht, wt = jnp.array([[0.0, 2.0]]), ws
-      >>> a = jaxloss.linear_distillation_loss(hs, ws, ht, wt, divergence="jsd", chunk_size=2)
-      >>> b = jaxloss.distillation_loss(hs @ ws.T, ht @ wt.T, divergence="jsd")
-      >>> bool(jnp.allclose(a, b))
-      True
-    """
-    lead = student_hidden.shape[:-1]
-    acc = compute_dtype(student_hidden, student_weight, teacher_hidden, teacher_weight)
-    hs = student_hidden.reshape((-1, student_hidden.shape[-1]))
-    ht = teacher_hidden.reshape((-1, teacher_hidden.shape[-1]))
-    if loss_where is not None:
-        keep = loss_where.reshape((-1, 1))
-        hs = jnp.where(keep, hs, jnp.zeros_like(hs))
-        ht = jnp.where(keep, ht, jnp.zeros_like(ht))
-    vocab = student_weight.shape[0]
-    # a quarter of linear_cross_entropy's chunk: pass 2 holds several [N, chunk] blocks of both heads
-    chunk = default_chunk_size(4 * hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
-    cfg = Config(chunk, None, acc)
-    temp = jnp.asarray(temperature, acc)
-    labels = jnp.zeros_like(hs[:, 0], dtype=jnp.int32)
-    lse_s = local_stats(cfg, _tempered, temp, hs, (student_weight,), None, labels).lse
-    lse_t = local_stats(cfg, _tempered, temp, ht, (teacher_weight,), None, labels).lse
-    d = _streamed_divergence(cfg, divergence, jnp.asarray(beta, acc), temp, hs, student_weight, ht, teacher_weight,
-                             lse_s, lse_t)
-    return (temp * temp * d).reshape(lead)
-
-
-LinearDistillationLoss = linear_distillation_loss.Loss

@@ -22,10 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._checks import ANY, POSITIVE, POSITIVE_INT_OR_NONE, Interval, check_labels
+from ._checks import ANY, POSITIVE, POSITIVE_INT_OR_NONE, Interval
 from ._core import Example, Layout, builtin, compute_dtype
 from ._numerics import safe_sqrt, where_safe
-from .large_vocab import _PRECISIONS, _check_nonnegative_labels, _sharded_axes, head_cross_entropy
+from ._streaming import check_head, head_cross_entropy
 
 __all__ = ["arcface_loss", "ArcFaceLoss", "cosface_loss", "CosFaceLoss"]
 
@@ -83,39 +83,17 @@ def _sample(rng: np.random.Generator) -> tuple:
 
 
 def _validate(name, embeddings, weight, labels, *, chunk_size, precision, axis_name, **_):
-    if embeddings.ndim < 1:
-        raise ValueError(f"{name}: embeddings must have shape [..., D], got a scalar")
-    if weight.ndim not in (2, 3):
-        raise ValueError(
-            f"{name}: weight must have shape [C, D] (class centres) or [C, K, D] (K sub-centres per class), "
-            f"got {tuple(weight.shape)}"
-        )
-    if weight.shape[-1] != embeddings.shape[-1]:
-        raise ValueError(
-            f"{name}: embeddings {tuple(embeddings.shape)} and weight {tuple(weight.shape)} must share the last "
-            f"(feature) dimension D; weight is [C, D] or [C, K, D] (transpose a [D, C] kernel)"
-        )
-    if weight.shape[0] == 0 or (weight.ndim == 3 and weight.shape[1] == 0):
-        raise ValueError(f"{name}: weight must have at least one class and sub-centre, got {tuple(weight.shape)}")
-    if tuple(labels.shape) != tuple(embeddings.shape[:-1]):
-        raise ValueError(
-            f"{name}: labels {tuple(labels.shape)} must have the shape of embeddings {tuple(embeddings.shape)} "
-            f"without its last axis, i.e. {tuple(embeddings.shape[:-1])}"
-        )
-    if not (isinstance(precision, (lax.Precision, tuple)) or precision in _PRECISIONS):
-        raise ValueError(
-            f"{name}: precision must be None, a jax.lax.Precision or one of {_PRECISIONS[1:]}, got {precision!r}"
-        )
-    split = _sharded_axes(weight, 0) if hasattr(weight, "dtype") else ()
-    if split:
-        raise ValueError(
-            f"{name}: weight is sharded over the classes along mesh axes {split} of an explicit mesh; call "
+    check_head(
+        name, embeddings, weight, labels, hidden_arg="embeddings", ranks=(2, 3),
+        shapes="[C, D] (class centres) or [C, K, D] (K sub-centres per class)",
+        transpose="[C, D] or [C, K, D] (transpose a [D, C] kernel)",
+        empty=lambda shape: f"weight must have at least one class and sub-centre, got {shape}",
+        sharded=lambda arg, split: (
+            f"weight is sharded over the classes along mesh axes {split} of an explicit mesh; call "
             f"{name} inside jax.shard_map with axis_name={split[0] if len(split) == 1 else split!r}"
-        )
-    if axis_name is None:
-        check_labels(name, labels, weight.shape[0], None)
-    else:
-        _check_nonnegative_labels(name, labels, None)
+        ),
+        precision=precision, axis_name=axis_name,
+    )
 
 
 def _margin_loss(arc, embeddings, weight, labels, scale, margin, chunk_size, precision, axis_name):

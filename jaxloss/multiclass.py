@@ -20,8 +20,6 @@ Conventions shared by the multi-class losses (documented in each docstring):
 
 from __future__ import annotations
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,7 +38,7 @@ from ._checks import (
     normalize_axis,
 )
 from ._core import Example, Layout, Unreduced, builtin
-from ._numerics import logsumexp, softcap
+from ._numerics import class_iota, logsumexp, pick, softcap
 
 __all__ = [
     "cross_entropy", "CrossEntropy",
@@ -63,31 +61,10 @@ _LABELS = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis
 _LABEL_OPTIONS = {"axis": AXIS, "ignore_index": OPTIONAL_INT}
 
 
-def _class_iota(shape, axis):
-    return jax.lax.broadcasted_iota(jnp.int32, shape, axis)
-
-
 def _as_index(labels):
     if labels.dtype.itemsize < 4 or not jnp.issubdtype(labels.dtype, jnp.signedinteger):
         return labels.astype(jnp.int32)
     return labels
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
-def _pick(x, index, axis):
-    """``x`` at class ``index`` (in range) along ``axis``: a gather whose
-    derivative is a compare-and-select (fused by XLA), not a scatter."""
-    return jnp.squeeze(
-        jnp.take_along_axis(x, jnp.expand_dims(index, axis), axis=axis, mode="promise_in_bounds"), axis
-    )
-
-
-@_pick.defjvp
-def _pick_jvp(axis, primals, tangents):
-    x, index = primals
-    dx, _ = tangents
-    hit = _class_iota(x.shape, axis) == jnp.expand_dims(index, axis)
-    return _pick(x, index, axis), jnp.sum(jnp.where(hit, dx, jnp.zeros_like(dx)), axis=axis)
 
 
 class _Labels:
@@ -102,11 +79,11 @@ class _Labels:
         self.safe = jnp.where(self.in_range, labels, 0)
 
     def pick(self, x, axis):
-        return _pick(x, self.safe, axis)
+        return pick(x, self.safe, axis)
 
     def hit(self, shape, axis):
         """Boolean ``[..., C, ...]``: the label's class along ``axis`` (fused, never stored)."""
-        return _class_iota(shape, axis) == jnp.expand_dims(self.safe, axis)
+        return class_iota(shape, axis) == jnp.expand_dims(self.safe, axis)
 
     def clean(self, value):
         """0 where not ``ok``: cuts the cotangent before a non-linear operation."""
@@ -841,7 +818,7 @@ def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
     k = jnp.maximum(jnp.sum(support, axis=-1, keepdims=True), 1).astype(z.dtype)
     tau = (jnp.sum(inside, axis=-1, keepdims=True) - 1.0) / k  # the same threshold, now differentiable
     pi = jnp.where(support, inside - tau, jnp.zeros_like(z))
-    value = jnp.sum(pi * inside, axis=-1) - _pick(z, lab.safe, z.ndim - 1) + 0.5 * (1.0 - jnp.sum(pi * pi, axis=-1))
+    value = jnp.sum(pi * inside, axis=-1) - pick(z, lab.safe, z.ndim - 1) + 0.5 * (1.0 - jnp.sum(pi * pi, axis=-1))
     return lab.finish(value)
 
 

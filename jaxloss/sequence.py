@@ -37,7 +37,7 @@ from jax import lax
 
 from ._checks import FLAG, INT, is_concrete
 from ._core import Example, Layout, Unreduced, builtin
-from .multiclass import _pick
+from ._numerics import pick
 
 __all__ = [
     "ctc_loss", "CTCLoss",
@@ -437,7 +437,7 @@ def _rnnt_nll(logits, labels, logit_lengths, label_lengths, *, blank=0):
     m, r = m[..., 0], r[..., 0]                                          # [B, T, U1]
     bl = (x[..., blank] - m) - r
     lab1 = jnp.broadcast_to(jnp.pad(lab, ((0, 0), (0, 1)), constant_values=blank)[:, None, :], (b, num_t, u1))
-    em = (_pick(x, lab1, 3) - m) - r
+    em = (pick(x, lab1, 3) - m) - r
     bl = jnp.where(live, bl, _NEG)
     em = jnp.where(live & jnp.pad(lab_valid, ((0, 0), (0, 1)))[:, None, :], em, _NEG)
     ll = _rnnt_log_likelihood(bl, em, t_len, u_len)

@@ -1,11 +1,14 @@
-"""Write ``jaxloss/__init__.pyi``: every public loss function with its full
-signature and every loss class with its constructor options, for type checkers.
+"""Write ``jaxloss/__init__.pyi`` (every public loss function with its full
+signature and every loss class with its constructor options, for type checkers)
+and the module list of ``docs/api/index.md``, both derived from the family
+modules' ``__all__`` (the one hand-kept list of public names).
 
 The loss functions and classes are generated at import time by
 ``@jaxloss.loss``, so a type checker reading the source sees neither their
 options nor the classes. This stub lists them, generated from the registry and
-``jaxloss.__all__``. ``tests/test_typing.py`` fails when the committed stub and
-a fresh one differ; run ``python scripts/gen_stubs.py`` after adding a loss.
+``jaxloss.__all__``. ``tests/test_typing.py`` (the stub) and ``tests/test_core.py``
+(the index) fail when the committed files and a fresh generation differ; run
+``python scripts/gen_stubs.py`` after adding a loss or a module.
 """
 
 from __future__ import annotations
@@ -47,8 +50,7 @@ __version__: str
 __all__: list[str]
 '''
 
-_CORE = {"REGISTRY", "Example", "Interval", "Layout", "LossSpec", "Static", "Unreduced", "loss", "value_checks",
-         "Loss", "WeightedSum", "make_train_step"}
+_CORE = {*jaxloss._CORE, "make_train_step"}  # imported by HEADER
 
 
 def _options(fn) -> list[str]:
@@ -117,8 +119,30 @@ def render() -> str:
     return "\n".join(parts)
 
 
-PATH = pathlib.Path(__file__).resolve().parent.parent / "jaxloss" / "__init__.pyi"
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PATH = ROOT / "jaxloss" / "__init__.pyi"
+INDEX = ROOT / "docs" / "api" / "index.md"
+_BEGIN, _END = "<!-- jaxloss:modules -->", "<!-- /jaxloss:modules -->"
+
+
+def render_index(text: str) -> str:
+    """``text`` (the API index) with its module list regenerated: one line per
+    public module, titled by the first heading of its page, listing its
+    functions (each class is the function's ``.Loss``)."""
+    lines = [_BEGIN]
+    for module in jaxloss._MODULES:
+        short = module.__name__.rsplit(".", 1)[1]
+        title = (ROOT / "docs" / "api" / f"{short}.md").read_text().split("\n", 1)[0].lstrip("# ").strip()
+        names = [n for n in module.__all__ if not isinstance(getattr(module, n), type)]
+        lines.append(f"- [{title}]({short}.md): " + ", ".join(f"`{n}`" for n in names))
+    core = [n for n in jaxloss._CORE]
+    lines.append("- [Custom losses and loss objects](core.md): " + ", ".join(f"`{n}`" for n in core))
+    lines.append(_END)
+    head, rest = text.split(_BEGIN, 1)
+    return head + "\n".join(lines) + rest.split(_END, 1)[1]
+
 
 if __name__ == "__main__":
     PATH.write_text(render())
-    print(f"wrote {PATH}", file=sys.stderr)
+    INDEX.write_text(render_index(INDEX.read_text()))
+    print(f"wrote {PATH} and {INDEX}", file=sys.stderr)

@@ -357,6 +357,32 @@ def test_public_api_lists_no_modules():
     assert set(jaxloss.__all__) >= {s.name for s in specs} | {s.cls.__name__ for s in specs}
 
 
+def test_public_names_are_derived_from_the_module_lists():
+    """One hand-kept list of public names per module (its ``__all__``: functions and
+    their classes); ``jaxloss.__all__``, the attributes and the API index agree
+    with it, and every registered loss and its class are listed in its module."""
+    import importlib.util
+    import pathlib
+
+    listed = [n for m in jaxloss._MODULES for n in m.__all__]
+    assert len(listed) == len(set(listed)), "a name is listed by two modules"
+    assert jaxloss.__all__ == jaxloss._CORE + listed
+    for m in jaxloss._MODULES:
+        for n in m.__all__:
+            assert getattr(jaxloss, n) is getattr(m, n), n
+    for spec in REGISTRY.values():
+        module = importlib.import_module(spec.fn.__module__)
+        assert module in jaxloss._MODULES and module.__name__ == f"jaxloss.{spec.family}", spec.name
+        assert {spec.name, spec.cls.__name__} <= set(module.__all__), spec.name
+        assert getattr(module, spec.cls.__name__) is spec.cls
+    root = pathlib.Path(__file__).resolve().parent.parent
+    gen_spec = importlib.util.spec_from_file_location("gen_stubs", root / "scripts" / "gen_stubs.py")
+    gen = importlib.util.module_from_spec(gen_spec)
+    gen_spec.loader.exec_module(gen)
+    text = gen.INDEX.read_text()
+    assert text == gen.render_index(text), "docs/api/index.md is stale: run python scripts/gen_stubs.py"
+
+
 def test_sum_and_weight_combines_micro_batch_means_exactly():
     rng = np.random.default_rng(3)
     x = jnp.asarray(rng.normal(size=(10, 4)), jnp.float32)

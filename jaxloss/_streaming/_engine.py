@@ -47,9 +47,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._sharding import varying, vma
+from .._sharding import varying, vma
 
-__all__ = ["Config", "Stats", "chunk_start", "fused_sum", "local_stats", "token_chunk_size"]
+__all__ = [
+    "Config", "Stats", "chunk_start", "explicit_sharding", "fused_sum", "local_stats", "project", "token_chunk_size",
+]
 
 Array = jax.Array
 #: ``transform(theta, raw [n, c*K], params_chunk, cols [c], labels [n]) -> z [n, c]``
@@ -91,7 +93,7 @@ def token_chunk_size(num_tokens: int, columns: int, budget: int = 1 << 22) -> in
     return max(1, min(n, int(num_tokens)))
 
 
-def _project(cfg, h, w, out_sharding=None):
+def project(cfg, h, w, out_sharding=None):
     """``h [n, D] @ w[..., D].T -> [n, c*K]`` accumulated in ``cfg.acc``."""
     w2 = w.reshape((-1, w.shape[-1]))
     return lax.dot_general(h, w2, (((1,), (1,)), ((), ())), precision=cfg.precision,
@@ -99,7 +101,7 @@ def _project(cfg, h, w, out_sharding=None):
 
 
 def _project_vjp(cfg, draw, h, w, dw_sharding=None):
-    """Cotangents of :func:`_project` for ``h`` (in ``cfg.acc``) and ``w`` (its shape)."""
+    """Cotangents of :func:`project` for ``h`` (in ``cfg.acc``) and ``w`` (its shape)."""
     w2 = w.reshape((-1, w.shape[-1]))
     d = draw.astype(w.dtype) if w.dtype != cfg.acc else draw
     dh = lax.dot_general(d, w2, (((1,), (0,)), ((), ())), precision=cfg.precision, preferred_element_type=cfg.acc)
@@ -143,7 +145,7 @@ def _like(d, x):
     )
 
 
-def _explicit_sharding(x):
+def explicit_sharding(x):
     """``x``'s sharding when it lives on a mesh with explicit axes, else None."""
     sharding = getattr(jax.typeof(x), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
@@ -153,9 +155,9 @@ def _explicit_sharding(x):
 
 
 def _dw_sharding(h, weight):
-    s = _explicit_sharding(weight)
-    if s is None and _explicit_sharding(h) is not None:
-        s = jax.sharding.NamedSharding(_explicit_sharding(h).mesh, jax.sharding.PartitionSpec())
+    s = explicit_sharding(weight)
+    if s is None and explicit_sharding(h) is not None:
+        s = jax.sharding.NamedSharding(explicit_sharding(h).mesh, jax.sharding.PartitionSpec())
     return s
 
 
@@ -190,7 +192,7 @@ def _forward(cfg, transform, theta, h, params, sw, labels):
         start = chunk_start(k, chunk, vocab)
         pc = _slice(params, start, chunk)
         cols = start + cols0
-        z = transform(theta, _project(cfg, h, pc[0]), pc, cols, labels)
+        z = transform(theta, project(cfg, h, pc[0]), pc, cols, labels)
         fresh = (cols >= k * chunk)[None, :]
         zf = jnp.where(fresh, z, -jnp.inf)
         cmax = jnp.max(zf, axis=1)
@@ -253,7 +255,7 @@ def _stats_bwd(cfg, transform, res, g):
         pc = _slice(params, start, chunk)
         cols = start + cols0
         fresh = (cols >= k * chunk)[None, :]
-        raw = _project(cfg, h0, pc[0])
+        raw = project(cfg, h0, pc[0])
         z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, labels), _vary(theta, names), raw,
                            _vary(pc, names))
         p = jnp.exp(jnp.where(live[:, None], z - lse0[:, None], -jnp.inf))
@@ -317,7 +319,7 @@ def _fused_forward(cfg, transform, row_fn, theta, hp, h, params, sw, labels, coe
         cc = jnp.where(fresh, lax.dynamic_slice_in_dim(coef, start, n, axis=0), 0).astype(cfg.acc)
         live = cc != 0
         z, t_vjp = jax.vjp(lambda th, r, p: transform(th, r, p, cols, yc), _vary(theta, names),
-                           _project(cfg, hc, w_full), _vary(params, names))
+                           project(cfg, hc, w_full), _vary(params, names))
         st = _row_stats(z, yc, swa)
         vals, r_vjp = jax.vjp(lambda a, b, c, q: row_fn(a, b, c, yc, q), st.lse, st.target, st.smooth,
                               _vary(hp, names))
