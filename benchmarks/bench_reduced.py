@@ -84,7 +84,7 @@ def main() -> None:
           f"{args.rounds} interleaved rounds, medians\n")
     rows, worst = [], 0.0
     for i, spec in enumerate(sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name)):
-        if spec.example.optax not in REDUCED_CALLS or spec.layout.reduced_axis is None:
+        if spec.example.optax not in REDUCED_CALLS or spec.layout.axis is None:
             continue
         if args.only and spec.name not in args.only:
             continue

@@ -26,7 +26,8 @@ import jax
 import numpy as np
 
 from ._checks import Interval, check_range, is_concrete
-from ._core import Signature, _unknown, check_reduction
+from ._reduce import check_reduction
+from ._signature import Signature, unknown_keyword
 
 Array = jax.Array
 
@@ -200,7 +201,7 @@ class FunctionLoss(Loss):
         allowed = (*cls._hparams, *cls._static, "reduction")
         for k in options:
             if k not in allowed:
-                raise _unknown(cls.__name__, k, allowed)
+                raise unknown_keyword(cls.__name__, k, allowed)
         values = {**cls._hparams, **cls._static, "reduction": "mean", **options}
         values["reduction"] = check_reduction(cls.__name__, values["reduction"])
         for k in cls._static:

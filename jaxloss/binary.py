@@ -21,7 +21,7 @@ from ._checks import (
     check_class_vector,
     is_concrete,
 )
-from ._core import Example, Layout, builtin
+from ._core import Example, Layout, Role, builtin
 from ._numerics import pos, softplus
 
 binary = builtin("binary")
@@ -83,7 +83,8 @@ def _bce_probs_jvp(primals, tangents):
     return value, dvalue_dp * dp + (log_q - log_p) * dt
 
 
-@binary(layout=Layout(values={"probs": PROBABILITIES, "targets": PROBABILITIES}), example=Example(_prob_sample))
+@binary(layout=Layout({"probs": Role(domain=PROBABILITIES), "targets": Role(domain=PROBABILITIES)}),
+        example=Example(_prob_sample))
 def binary_cross_entropy(probs, targets):
     r"""Binary cross-entropy on probabilities (PyTorch's ``BCELoss``).
 
@@ -126,7 +127,7 @@ def _bce_logits_validate(name, logits, targets, *, pos_weight, **_):
         check_broadcastable(name, "pos_weight", jnp.shape(pos_weight), logits.shape)
 
 
-_TARGETS = Layout(values={"targets": PROBABILITIES})
+_TARGETS = Layout({"targets": Role(domain=PROBABILITIES)})
 
 
 @binary(checks={"label_smoothing": UNIT_HALF_OPEN, "pos_weight": NONNEGATIVE}, layout=_TARGETS,
@@ -250,7 +251,7 @@ def _hinge_validate(name, scores, targets, **_):
             raise ValueError(f"{name}: targets must be in {{0, 1}} or {{-1, +1}}, got values {np.unique(t)[:5]}")
 
 
-_SIGNED = Layout(values={"targets": SIGNS})
+_SIGNED = Layout({"targets": Role(domain=SIGNS)})
 
 
 @binary(layout=_SIGNED, validate=_hinge_validate, example=Example(_sign_sample, grad_order=1, optax="hinge_loss"))
@@ -354,7 +355,7 @@ def _multilabel_sample(rng: np.random.Generator) -> tuple:
 
 
 @binary(checks={"class_weights": NONNEGATIVE}, validate=_class_weight_validate,
-        layout=Layout(reduced_axis=-1, values={"targets": PROBABILITIES}), example=Example(_multilabel_sample))
+        layout=Layout({"targets": Role(domain=PROBABILITIES)}, axis=-1), example=Example(_multilabel_sample))
 def multilabel_soft_margin_loss(logits, targets, *, class_weights=None):
     r"""Multi-label soft margin loss (PyTorch's ``MultiLabelSoftMarginLoss``).
 

@@ -62,7 +62,7 @@ def _validate(name, pred_boxes, target_boxes, **_):
         )
 
 
-_BOXES = Layout(reduced_axis=-1)
+_BOXES = Layout(axis=-1)
 
 
 def _geometry(pred_boxes, target_boxes, eps):

@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import AXIS, POSITIVE, POSITIVE_INT_OR_NONE, Interval, choice
-from ._core import Example, Layout, builtin, compute_dtype
+from ._core import Example, Layout, Role, builtin, compute_dtype
 from ._streaming import Config, chunk_start, default_chunk_size, local_stats, project
 
 distillation = builtin("distillation")
@@ -63,7 +63,7 @@ def distillation_terms(log_p, log_q, divergence, beta):
 @distillation(
     static={"divergence": choice("forward", "reverse", "jsd"), "axis": AXIS},
     checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
-    layout=Layout(reduced_axis="axis"),
+    layout=Layout(axis="axis"),
     example=Example(_logits_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1)),
 )
 def distillation_loss(student_logits, teacher_logits, *, temperature=1.0, divergence="forward", beta=0.5, axis=-1):
@@ -166,12 +166,15 @@ def _ld_validate(name, student_hidden, student_weight, teacher_hidden, teacher_w
 @distillation(
     static={"divergence": choice("forward", "reverse", "jsd"), "chunk_size": POSITIVE_INT_OR_NONE},
     checks={"temperature": POSITIVE, "beta": Interval(0.0, 1.0, lo_open=True, hi_open=True)},
-    layout=Layout(same_shape=(), native=("student_hidden", "student_weight", "teacher_hidden", "teacher_weight")),
+    layout=Layout({
+        "student_hidden": Role(shape="trailing", native=True), "student_weight": Role(shape="free", native=True),
+        "teacher_hidden": Role(shape="trailing", native=True), "teacher_weight": Role(shape="free", native=True),
+    }),
     validate=_ld_validate,
     example=Example(_ld_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0)), differentiable=(0, 1, 2, 3)),
 )
 def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, teacher_weight, *, temperature=1.0,
-                             divergence="forward", beta=0.5, chunk_size=None, loss_where=None):
+                             divergence="forward", beta=0.5, chunk_size=None):
     r"""Distillation loss between two linear heads, streamed over the vocabulary.
 
     Exactly :func:`jaxloss.distillation_loss` of the student logits
@@ -227,10 +230,6 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     acc = compute_dtype(student_hidden, student_weight, teacher_hidden, teacher_weight)
     hs = student_hidden.reshape((-1, student_hidden.shape[-1]))
     ht = teacher_hidden.reshape((-1, teacher_hidden.shape[-1]))
-    if loss_where is not None:
-        keep = loss_where.reshape((-1, 1))
-        hs = jnp.where(keep, hs, jnp.zeros_like(hs))
-        ht = jnp.where(keep, ht, jnp.zeros_like(ht))
     vocab = student_weight.shape[0]
     # a quarter of linear_cross_entropy's chunk: pass 2 holds several [N, chunk] blocks of both heads
     chunk = default_chunk_size(4 * hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES
-from ._core import Example, Layout, builtin
+from ._core import Example, Layout, Role, builtin
 
 divergence = builtin("divergence")
 
@@ -53,7 +53,7 @@ def _target_terms(target, log_target):
 
 
 _OPTIONS = {"log_target": FLAG, "axis": AXIS}
-_LAYOUT = Layout(reduced_axis="axis", values={"target": NONNEGATIVE_VALUES.but_not_when("log_target")})
+_LAYOUT = Layout({"target": Role(domain=NONNEGATIVE_VALUES.but_not_when("log_target"))}, axis="axis")
 
 
 @divergence(static=_OPTIONS, layout=_LAYOUT,

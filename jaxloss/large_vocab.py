@@ -44,7 +44,7 @@ from ._checks import (
     UNIT_HALF_OPEN,
     check_class_vector,
 )
-from ._core import Example, Layout, Unreduced, builtin, compute_dtype, loss
+from ._core import Example, Layout, Role, Unreduced, builtin, compute_dtype, loss
 from ._numerics import softcap
 from ._streaming import check_head, check_nonnegative_labels, default_chunk_size, head_cross_entropy
 
@@ -120,7 +120,10 @@ def _vocab_split(arg, split):
             "token_chunk_size": POSITIVE_INT_OR_NONE, "precision": ANY, "axis_name": ANY, "return_stats": FLAG},
     checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "logit_softcap": POSITIVE,
             "class_weights": NONNEGATIVE},
-    layout=Layout(labels=("labels",), same_shape=(), native=("hidden", "weight")),
+    layout=Layout({
+        "hidden": Role(shape="free", native=True), "weight": Role(shape="free", native=True),
+        "labels": Role("labels", "reduced"),
+    }),
     validate=_lce_validate,
     example=Example(_lce_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)), differentiable=(0, 1),
                     grad_order=1),
@@ -300,7 +303,7 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
     family="large_vocab",
     static={"axis_name": ANY, "ignore_index": OPTIONAL_INT},
     checks={"label_smoothing": UNIT_HALF_OPEN, "z_loss": NONNEGATIVE, "logit_softcap": POSITIVE},
-    layout=Layout(labels=("labels",), per_example=("labels",), reduced_axis=-1),
+    layout=Layout({"labels": Role("labels", "reduced")}, axis=-1),
     validate=_vp_validate,
     example=Example(grad_order=1),
     register=False,  # it needs a named mesh axis, so the shared checks cannot call it

@@ -23,7 +23,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import ANY, POSITIVE, POSITIVE_INT_OR_NONE, Interval
-from ._core import Example, Layout, builtin, compute_dtype
+from ._core import Example, Layout, Role, builtin, compute_dtype
 from ._numerics import safe_sqrt, where_safe
 from ._streaming import check_head, head_cross_entropy
 
@@ -109,7 +109,10 @@ def _margin_loss(arc, embeddings, weight, labels, scale, margin, chunk_size, pre
 
 _OPTIONS = dict(
     static={"chunk_size": POSITIVE_INT_OR_NONE, "precision": ANY, "axis_name": ANY},
-    layout=Layout(labels=("labels",), same_shape=(), native=("embeddings", "weight")),
+    layout=Layout({
+        "embeddings": Role(shape="free", native=True), "weight": Role(shape="free", native=True),
+        "labels": Role("labels", "reduced"),
+    }),
     validate=_validate,
 )
 

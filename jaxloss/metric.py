@@ -55,7 +55,7 @@ from ._checks import (
     choice,
     is_concrete,
 )
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin
 from ._numerics import abs0, masked_logsumexp, safe_div, safe_sqrt, softplus
 from ._sharding import replicated
 
@@ -158,7 +158,7 @@ DISTANCE_FN = Static(
 )
 MINING = ("batch_all", "batch_hard", "semi_hard")
 # In-batch losses: labels [B] beside embeddings [B, D]; a masked anchor is still seen by the others.
-_BATCH = Layout(labels=("labels",), per_example=("labels",), reduced_axis=-1, mask_inputs=False)
+_BATCH = Layout({"labels": Role("labels", "reduced")}, axis=-1, where="anchors")
 
 
 # ---------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def _ranking_sample(rng):
 
 
 @metric(checks={"margin": NONNEGATIVE},
-        layout=Layout(reduced_axis=-1, per_example=("similar",), values={"similar": PROBABILITIES}),
+        layout=Layout({"similar": Role("real", "reduced", domain=PROBABILITIES)}, axis=-1),
         example=Example(_contrastive_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.5)), differentiable=(0, 1),
                         grad_order=1))
 def contrastive_loss(x1, x2, similar, *, margin=1.0):
@@ -307,7 +307,7 @@ def _triplet_validate(name, anchor, positive, negative, *, p=2, squared=False, d
 
 
 @metric(static={"p": P_NORM, "swap": FLAG, "squared": FLAG, "distance_fn": DISTANCE_FN},
-        checks={"margin": NONNEGATIVE}, layout=Layout(reduced_axis=-1), validate=_triplet_validate,
+        checks={"margin": NONNEGATIVE}, layout=Layout(axis=-1), validate=_triplet_validate,
         example=Example(_triplet_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)), differentiable=(0, 1, 2),
                         grad_order=1))
 def triplet_loss(anchor, positive, negative, *, margin=1.0, p=2, swap=False, squared=False, distance_fn=None):
@@ -380,7 +380,7 @@ def _cosine_validate(name, x1, x2, y, **_):
 
 
 @metric(checks={"margin": Interval(-1.0, 1.0)},
-        layout=Layout(reduced_axis=-1, per_example=("y",), values={"y": SIGNS}), validate=_cosine_validate,
+        layout=Layout({"y": Role("real", "reduced", domain=SIGNS)}, axis=-1), validate=_cosine_validate,
         example=Example(_cosine_sample, sweep=("margin", (-0.5, 0.0, 0.25, 0.5)), differentiable=(0, 1),
                         grad_order=1))
 def cosine_embedding_loss(x1, x2, y, *, margin=0.0):
@@ -420,7 +420,7 @@ def _ranking_validate(name, x1, x2, y, **_):
     _check_values(name, "y", y, (-1, 1))
 
 
-@metric(layout=Layout(floats=("x1", "x2"), values={"y": PLUS_MINUS_ONE}), validate=_ranking_validate,
+@metric(layout=Layout({"y": Role("real", domain=PLUS_MINUS_ONE)}), validate=_ranking_validate,
         example=Example(_ranking_sample, sweep=("margin", (0.0, 0.5, 1.0, 2.0)), differentiable=(0, 1),
                         grad_order=1))
 def margin_ranking_loss(x1, x2, y, *, margin=0.0):
@@ -461,7 +461,7 @@ def _hinge_embedding_sample(rng):
     return distances.astype(np.float32), targets.astype(np.float32)
 
 
-@metric(layout=Layout(floats=("distances",), values={"targets": PLUS_MINUS_ONE}), validate=_hinge_embedding_validate,
+@metric(layout=Layout({"targets": Role("real", domain=PLUS_MINUS_ONE)}), validate=_hinge_embedding_validate,
         example=Example(_hinge_embedding_sample, sweep=("margin", (0.5, 1.0, 1.5, 2.0)), grad_order=1))
 def hinge_embedding_loss(distances, targets, *, margin=1.0):
     r"""Hinge embedding loss (PyTorch's ``HingeEmbeddingLoss``).
@@ -565,7 +565,7 @@ def _batch_all(d, pos, neg, margin):
     terms = jnp.where(k > 0, k.astype(d.dtype) * thr - prefix, 0.0)
     valid = jnp.any(pos, axis=-1) & has_neg
     count = jnp.sum(k, axis=-1).astype(d.dtype)
-    return Unreduced(jnp.sum(terms, axis=-1), valid.astype(d.dtype), count)
+    return Unreduced(jnp.sum(terms, axis=-1), valid.astype(d.dtype), Mean(count))
 
 
 def _batch_hard(d, pos, neg, margin):
@@ -592,7 +592,7 @@ def _semi_hard(d, pos, neg, margin):
     gap = jnp.where(valid, d - jnp.where(valid, chosen, 0.0), 0.0)
     terms = jnp.where(valid, jax.nn.relu(gap + margin), 0.0)
     count = jnp.sum(valid, axis=-1).astype(d.dtype)
-    return Unreduced(jnp.sum(terms, axis=-1), jnp.any(valid, axis=-1).astype(d.dtype), count)
+    return Unreduced(jnp.sum(terms, axis=-1), jnp.any(valid, axis=-1).astype(d.dtype), Mean(count))
 
 
 @metric(static={"mining": choice(*MINING), "squared": FLAG}, checks={"margin": NONNEGATIVE}, layout=_BATCH,
@@ -709,7 +709,7 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
     counted = pos & has_neg
     pair = jnp.where(counted, jax.nn.softplus(lse_neg[:, None] - jnp.where(counted, s, 0.0)), 0.0)
     n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)
-    return Unreduced(jnp.sum(pair, axis=-1), (n_pos > 0).astype(s.dtype), n_pos)
+    return Unreduced(jnp.sum(pair, axis=-1), (n_pos > 0).astype(s.dtype), Mean(n_pos))
 
 
 @metric(checks={"temperature": POSITIVE}, layout=_BATCH, validate=_batch_validate,

@@ -37,7 +37,7 @@ from ._checks import (
     is_concrete,
     normalize_axis,
 )
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin
 from ._numerics import class_iota, logsumexp, pick, softcap
 
 __all__ = [
@@ -57,7 +57,7 @@ __all__ = [
 multiclass = builtin("multiclass")
 
 # The layout of integer-label losses: labels are the inputs without the class axis.
-_LABELS = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True)
+_LABELS = Layout({"labels": Role("labels", "reduced", indexes=True, ignore="ignore_index")}, axis="axis")
 _LABEL_OPTIONS = {"axis": AXIS, "ignore_index": OPTIONAL_INT}
 
 
@@ -136,7 +136,7 @@ def _dense_sample(rng: np.random.Generator) -> tuple:
     return logits, (raw / raw.sum(-1, keepdims=True)).astype(np.float32)
 
 
-@multiclass(static={"axis": AXIS}, layout=Layout(reduced_axis="axis", values={"targets": PROBABILITIES}),
+@multiclass(static={"axis": AXIS}, layout=Layout({"targets": Role(domain=PROBABILITIES)}, axis="axis"),
             checks={"label_smoothing": UNIT_HALF_OPEN, "class_weights": NONNEGATIVE}, validate=_class_vectors,
             example=Example(_dense_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
                             differentiable=(0, 1), optax="softmax_cross_entropy"))
@@ -204,7 +204,7 @@ def cross_entropy(logits, targets, *, axis=-1, label_smoothing=0.0, class_weight
     if class_weights is None:
         return value
     mean_weight = jnp.sum(_along(class_weights, logits.ndim, ax) * targets, axis=ax)
-    return Unreduced(value, count=mean_weight)
+    return Unreduced(value, mean=Mean(count=mean_weight))
 
 
 @multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors,
@@ -304,7 +304,7 @@ def sparse_cross_entropy(logits, labels, *, axis=-1, class_weights=None, ignore_
     if w_y is None:
         return Unreduced(value, lab.keep_weight(value.dtype))
     keep = jnp.ones_like(value) if lab.keep is None else lab.keep.astype(value.dtype)
-    return Unreduced(value, keep, count=keep * w_y)
+    return Unreduced(value, keep, Mean(count=keep * w_y))
 
 
 @multiclass(static=_LABEL_OPTIONS, layout=_LABELS, validate=_class_vectors, checks={"class_weights": NONNEGATIVE},
@@ -559,7 +559,7 @@ def _multilabel_margin_sample(rng: np.random.Generator) -> tuple:
     return scores, labels
 
 
-@multiclass(layout=Layout(labels=("labels",), floats=("scores",), reduced_axis=-1),
+@multiclass(layout=Layout({"labels": Role("labels")}, axis=-1),
             validate=_multilabel_margin_validate, example=Example(_multilabel_margin_sample, grad_order=1))
 def multilabel_margin_loss(scores, labels):
     r"""Multi-label margin loss (PyTorch's ``MultiLabelMarginLoss``).

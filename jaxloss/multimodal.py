@@ -82,8 +82,8 @@ def _validate(name, a, b, *, axis_name=None, gather="all", **_):
         )
 
 
-def _prepare(a, b, normalize, loss_where):
-    valid = jnp.ones(a.shape[:1], bool) if loss_where is None else loss_where
+def _prepare(a, b, normalize, where):
+    valid = jnp.ones(a.shape[:1], bool) if where is None else where
     if normalize:
         a, b = _unit(a), _unit(b)
     return a, b, valid
@@ -243,13 +243,13 @@ _clip_ring.defvjp(_clip_ring_fwd, _clip_ring_bwd)
 @multimodal(
     static={"normalize": FLAG, "axis_name": ANY, "gather": choice(*GATHER)},
     checks={"scale": POSITIVE, "label_smoothing": UNIT_HALF_OPEN},
-    layout=Layout(reduced_axis=-1, batch_axis_name="axis_name"),
+    layout=Layout(axis=-1, where="kernel", axis_name="axis_name"),
     validate=_validate,
     example=Example(_sample, sweep=("scale", (1.0, 5.0, 10.0, 1 / 0.07)), differentiable=(0, 1)),
     class_name="CLIPLoss",
 )
 def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis_name=None, gather="all",
-              loss_where=None):
+              where=None):
     r"""CLIP's symmetric contrastive loss (Radford et al., 2021): InfoNCE over both towers.
 
     With logits :math:`z_{ij} = s\, \hat a_i \cdot \hat b_j` over the batch's
@@ -308,7 +308,7 @@ def clip_loss(a, b, *, scale=1 / 0.07, label_smoothing=0.0, normalize=True, axis
       >>> jaxloss.clip_loss(a, b, scale=2.0, where=jnp.array([True, False]))  # one example left
       Array(0., dtype=float32)
     """
-    a, b, valid = _prepare(a, b, normalize, loss_where)
+    a, b, valid = _prepare(a, b, normalize, where)
     if axis_name is None:
         return _clip_dense(a, b, a, b, scale, label_smoothing, valid, replicated(valid))
     if gather == "all":
@@ -400,12 +400,12 @@ _siglip_ring.defvjp(_siglip_ring_fwd, _siglip_ring_bwd)
 @multimodal(
     static={"normalize": FLAG, "axis_name": ANY, "gather": choice(*GATHER)},
     checks={"scale": POSITIVE},
-    layout=Layout(reduced_axis=-1, batch_axis_name="axis_name"),
+    layout=Layout(axis=-1, where="kernel", axis_name="axis_name"),
     validate=_validate,
     example=Example(_sample, sweep=("bias", (-10.0, -5.0, -1.0, 0.0)), differentiable=(0, 1)),
     class_name="SigLIPLoss",
 )
-def siglip_loss(a, b, *, scale=10.0, bias=-10.0, normalize=True, axis_name=None, gather="all", loss_where=None):
+def siglip_loss(a, b, *, scale=10.0, bias=-10.0, normalize=True, axis_name=None, gather="all", where=None):
     r"""SigLIP's pairwise sigmoid loss (Zhai et al., 2023).
 
     With logits :math:`z_{ij} = s\, \hat a_i \cdot \hat b_j + \beta` and labels
@@ -453,7 +453,7 @@ def siglip_loss(a, b, *, scale=10.0, bias=-10.0, normalize=True, axis_name=None,
       >>> bool(np.isclose(jaxloss.siglip_loss(a, b), ref, rtol=1e-6))
       True
     """
-    a, b, valid = _prepare(a, b, normalize, loss_where)
+    a, b, valid = _prepare(a, b, normalize, where)
     if axis_name is None:
         return _siglip_dense(a, b, scale, bias, valid, replicated(valid), 0)
     if gather == "all":

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import NONNEGATIVE, POSITIVE, Domain, Interval, choice
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin
 from ._numerics import softplus
 
 preference = builtin("preference")
@@ -137,7 +137,7 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps,
 @preference(
     class_name="ORPOLoss",
     checks={"beta": POSITIVE},
-    layout=Layout(values={"chosen_logps": _NEGATIVE, "rejected_logps": _NEGATIVE}),
+    layout=Layout({"chosen_logps": Role(domain=_NEGATIVE), "rejected_logps": Role(domain=_NEGATIVE)}),
     example=Example(_mean_logp_sample, sweep=("beta", (0.05, 0.1, 0.2, 0.5)), differentiable=(0, 1)),
 )
 def orpo_loss(chosen_logps, rejected_logps, *, beta=0.1):
@@ -243,12 +243,12 @@ def _grpo_validate(name, logps, old_logps, ref_logps, advantages, **_):
     class_name="GRPOLoss",
     static={"normalization": choice("token", "sequence", "constant")},
     checks={"beta": NONNEGATIVE, "epsilon_low": Interval(0.0, 1.0, hi_open=True), "epsilon_high": NONNEGATIVE},
-    layout=Layout(same_shape=("logps", "old_logps", "ref_logps")),
+    layout=Layout({"advantages": Role(shape="free")}, where="kernel"),
     validate=_grpo_validate,
     example=Example(_grpo_sample, sweep=("beta", (0.0, 0.04, 0.1, 0.5)), differentiable=(0, 2, 3), grad_order=1),
 )
 def grpo_loss(logps, old_logps, ref_logps, advantages, *, beta=0.0, epsilon_low=0.2, epsilon_high=0.2,
-              normalization="token", loss_where=None):
+              normalization="token", where=None):
     r"""GRPO's clipped policy-gradient loss per token, with a k3 KL penalty to a reference.
 
     With per-token log-probabilities :math:`\log\pi` (``logps``, the policy being
@@ -317,15 +317,15 @@ def grpo_loss(logps, old_logps, ref_logps, advantages, *, beta=0.0, epsilon_low=
     if normalization == "token":
         return value
     n_seq, length = logps.shape
-    m = jnp.ones(logps.shape, value.dtype) if loss_where is None else loss_where.astype(value.dtype)
+    m = jnp.ones(logps.shape, value.dtype) if where is None else where.astype(value.dtype)
     total = jnp.sum(m)
     if normalization == "constant":
         # the mean's denominator is B*T whatever the mask: each counted token counts B*T / sum(m)
-        return Unreduced(value, count=jnp.where(total > 0, n_seq * length / jnp.maximum(total, 1.0), 0.0))
+        return Unreduced(value, mean=Mean(count=jnp.where(total > 0, n_seq * length / jnp.maximum(total, 1.0), 0.0)))
     per_seq = jnp.sum(m, axis=1, keepdims=True)
     # numerator: each token's loss over its sequence's token count; denominator: B
-    return Unreduced(value, count=jnp.where(total > 0, n_seq / jnp.maximum(total, 1.0), 0.0),
-                     mean_weight=jnp.broadcast_to(1.0 / jnp.maximum(per_seq, 1.0), value.shape))
+    return Unreduced(value, mean=Mean(count=jnp.where(total > 0, n_seq / jnp.maximum(total, 1.0), 0.0),
+                                      scale=jnp.broadcast_to(1.0 / jnp.maximum(per_seq, 1.0), value.shape)))
 
 
 DPOLoss = dpo_loss.Loss

@@ -29,7 +29,7 @@ from jax import lax
 from jax.scipy.special import erf
 
 from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES, normalize_axis
-from ._core import Example, Layout, builtin
+from ._core import Example, Layout, Role, builtin
 from ._numerics import abs0, safe_sqrt
 
 probabilistic = builtin("probabilistic")
@@ -58,7 +58,7 @@ def _gaussian_validate(name, mean, std, target, **_):
                          f"got std {tuple(std.shape)}")
 
 
-@probabilistic(layout=Layout(same_shape=("mean", "target"), values={"std": NONNEGATIVE_VALUES}),
+@probabilistic(layout=Layout({"std": Role(shape="broadcast", domain=NONNEGATIVE_VALUES)}),
                validate=_gaussian_validate, example=Example(_gaussian_sample, differentiable=(0, 1)))
 def crps_gaussian_loss(mean, std, target):
     r"""CRPS of a Gaussian forecast :math:`\mathcal N(\mu, \sigma^2)`, in closed form.
@@ -119,7 +119,7 @@ def _ensemble_sample(rng: np.random.Generator) -> tuple:
 
 
 @probabilistic(static={"fair": FLAG, "axis": AXIS},
-               layout=Layout(floats=("ensemble", "target"), reduced_axis="axis", per_example=("target",)),
+               layout=Layout({"target": Role(shape="reduced")}, axis="axis"),
                validate=_ensemble_validate,
                example=Example(_ensemble_sample, differentiable=(0, 1), grad_order=1))
 def crps_ensemble_loss(ensemble, target, *, fair=True, axis=-1):
@@ -191,7 +191,9 @@ def _energy_sample(rng: np.random.Generator) -> tuple:
     return ensemble, target
 
 
-@probabilistic(static={"fair": FLAG}, layout=Layout(same_shape=(), trailing=True), validate=_energy_validate,
+@probabilistic(static={"fair": FLAG},
+               layout=Layout({"ensemble": Role(shape="trailing"), "target": Role(shape="trailing")}),
+               validate=_energy_validate,
                example=Example(_energy_sample, differentiable=(0, 1), grad_order=1))
 def energy_score_loss(ensemble, target, *, fair=True):
     r"""Energy score of an ensemble of :math:`M` vectors (the multivariate CRPS).

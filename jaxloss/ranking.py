@@ -45,7 +45,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import FINITE, POSITIVE
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin, element_parts
 from ._numerics import logsumexp, masked_logsumexp, softplus
 
 __all__ = [
@@ -56,7 +56,7 @@ __all__ = [
     "ranking_softmax_loss", "RankingSoftmaxLoss",
 ]
 
-_LISTS = Layout(floats=("scores",), reduced_axis=-1, dense=True, values={"relevance": FINITE})
+_LISTS = Layout({"relevance": Role("real", domain=FINITE)}, axis=-1, where="items")
 ranking = functools.partial(builtin("ranking"), layout=_LISTS)
 
 
@@ -79,7 +79,7 @@ def _labels(scores, relevance, element_weights):
 
 
 @ranking(example=Example(_sample, optax="ranking_softmax_loss"))
-def ranking_softmax_loss(scores, relevance, *, element_weights=None, element_where=None):
+def ranking_softmax_loss(scores, relevance, *, where=None):
     r"""Softmax cross-entropy of a list's scores against its relevance labels.
 
     .. math:: \ell = -\sum_{i \in V} y_i \log \frac{e^{s_i}}{\sum_{j \in V} e^{s_j}}
@@ -109,6 +109,7 @@ def ranking_softmax_loss(scores, relevance, *, element_weights=None, element_whe
       >>> round(float(jaxloss.ranking_softmax_loss(scores, relevance, where=where)), 6)
       0.496766
     """
+    element_weights, element_where = element_parts(where)
     y = _labels(scores, relevance, element_weights)
     if element_where is None:
         terms = y * (scores - logsumexp(scores, axis=-1)[..., None])
@@ -119,7 +120,7 @@ def ranking_softmax_loss(scores, relevance, *, element_weights=None, element_whe
 
 
 @ranking(example=Example(_sample))
-def listmle_loss(scores, relevance, *, element_weights=None, element_where=None):
+def listmle_loss(scores, relevance, *, where=None):
     r"""ListMLE: the negative Plackett-Luce log-likelihood of the ideal ordering.
 
     With :math:`\pi` the valid items sorted by decreasing relevance (ties kept
@@ -148,6 +149,7 @@ def listmle_loss(scores, relevance, *, element_weights=None, element_where=None)
       >>> round(float(jaxloss.listmle_loss(scores, relevance)), 5)
       3.29677
     """
+    element_weights, element_where = element_parts(where)
     length = scores.shape[-1]
     valid = jnp.ones_like(scores, dtype=bool) if element_where is None else element_where
     y = relevance.astype(scores.dtype)
@@ -182,12 +184,12 @@ def _pair_total(values, pair, weight):
     if weight is not None:
         values = values * weight
     total = jnp.sum(jnp.where(pair, values, 0.0), axis=(-2, -1))
-    return Unreduced(total, count=jnp.sum(pair, axis=(-2, -1)).astype(total.dtype))
+    return Unreduced(total, mean=Mean(count=jnp.sum(pair, axis=(-2, -1)).astype(total.dtype)))
 
 
 @ranking(checks={"margin": POSITIVE},
          example=Example(_sample, sweep=("margin", (0.5, 1.0, 2.0, 3.0)), grad_order=1))
-def pairwise_hinge_loss(scores, relevance, *, margin=1.0, element_weights=None, element_where=None):
+def pairwise_hinge_loss(scores, relevance, *, margin=1.0, where=None):
     r"""Pairwise hinge loss over the pairs a list orders by relevance.
 
     .. math:: \ell = \sum_{i, j \in V:\ y_i > y_j} w_i \max(0,\ m - (s_i - s_j))
@@ -216,13 +218,14 @@ def pairwise_hinge_loss(scores, relevance, *, margin=1.0, element_weights=None, 
       >>> jaxloss.pairwise_hinge_loss(scores, relevance, where=where, reduction="none")
       Array([0. , 0.5], dtype=float32)
     """
+    element_weights, element_where = element_parts(where)
     diff, pair, weight = _pairs(scores, relevance, element_weights, element_where)
     gap = margin - diff
     return _pair_total(jnp.where(gap > 0, gap, 0.0), pair, weight)
 
 
 @ranking(example=Example(_sample))
-def pairwise_logistic_loss(scores, relevance, *, element_weights=None, element_where=None):
+def pairwise_logistic_loss(scores, relevance, *, where=None):
     r"""Pairwise logistic loss (RankNet) over the pairs a list orders by relevance.
 
     .. math:: \ell = \sum_{i, j \in V:\ y_i > y_j} w_i \log\big(1 + e^{-(s_i - s_j)}\big)
@@ -246,13 +249,14 @@ def pairwise_logistic_loss(scores, relevance, *, element_weights=None, element_w
       >>> jaxloss.pairwise_logistic_loss(scores, relevance, where=where)
       Array(0.3668668, dtype=float32)
     """
+    element_weights, element_where = element_parts(where)
     diff, pair, weight = _pairs(scores, relevance, element_weights, element_where)
     return _pair_total(softplus(-diff), pair, weight)
 
 
 @ranking(checks={"temperature": POSITIVE},
          example=Example(_sample, sweep=("temperature", (0.5, 1.0, 2.0, 4.0))))
-def approx_ndcg_loss(scores, relevance, *, temperature=1.0, element_weights=None, element_where=None):
+def approx_ndcg_loss(scores, relevance, *, temperature=1.0, where=None):
     r"""The negative approximate NDCG of a list: NDCG with sigmoid-smoothed ranks.
 
     With gains :math:`g_i = w_i (2^{y_i} - 1)` and the approximate ranks
@@ -284,6 +288,7 @@ def approx_ndcg_loss(scores, relevance, *, temperature=1.0, element_weights=None
       >>> round(float(jaxloss.approx_ndcg_loss(scores, relevance)), 5)
       -0.71789
     """
+    element_weights, element_where = element_parts(where)
     length = scores.shape[-1]
     y = relevance.astype(scores.dtype)
     gains = jnp.exp2(y) - 1.0

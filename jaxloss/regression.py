@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import AXIS, FLAG, NONNEGATIVE, POSITIVE, UNIT, Interval
-from ._core import Example, Layout, builtin
+from ._core import Example, Layout, Role, builtin
 from ._numerics import abs0
 
 regression = builtin("regression")
@@ -317,7 +317,7 @@ def _gaussian_validate(name, pred, target, var, **_):
         )
 
 
-@regression(static={"full": FLAG}, checks={"eps": POSITIVE}, layout=Layout(same_shape=("pred", "target")),
+@regression(static={"full": FLAG}, checks={"eps": POSITIVE}, layout=Layout({"var": Role(shape="broadcast")}),
             validate=_gaussian_validate, example=Example(_gaussian_sample, differentiable=(0, 2)))
 def gaussian_nll_loss(pred, target, var, *, full=False, eps=1e-6):
     r"""Negative log-likelihood of a Gaussian target (PyTorch's ``GaussianNLLLoss``).
@@ -509,7 +509,7 @@ def _direction_pair(rng: np.random.Generator) -> tuple:
     return pred, target
 
 
-@regression(static={"axis": AXIS}, layout=Layout(reduced_axis="axis"),
+@regression(static={"axis": AXIS}, layout=Layout(axis="axis"),
             example=Example(_direction_pair, differentiable=(0, 1), optax="cosine_distance"))
 def cosine_distance_loss(pred, target, *, axis=-1):
     r"""Cosine distance between prediction and target vectors (optax's ``cosine_distance``).

@@ -90,7 +90,7 @@ from ._checks import (
     is_concrete,
     normalize_axis,
 )
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Role, Unreduced, builtin, element_parts
 from ._numerics import safe_div, where_safe
 
 __all__ = [
@@ -155,14 +155,14 @@ def _tversky_complement(tp, fp, fn, alpha, beta, smooth):
 segmentation = functools.partial(
     builtin("segmentation"),
     static={"axis": AXES, "from_logits": FLAG},
-    layout=Layout(floats=("probs",), dense=True,
-                  values={"probs": PROBABILITIES.but_not_when("from_logits"), "targets": PROBABILITIES}),
+    layout=Layout({"probs": Role(domain=PROBABILITIES.but_not_when("from_logits")),
+                   "targets": Role("real", domain=PROBABILITIES)}, where="elements"),
     validate=_validate,
 )
 
 
 @segmentation(checks={"smooth": NONNEGATIVE}, example=Example(_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0))))
-def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, element_weights=None):
+def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, where=None):
     r"""Soft Dice loss (Milletari et al., 2016, "V-Net").
 
     .. math::
@@ -197,13 +197,14 @@ def dice_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, eleme
       >>> jaxloss.dice_loss(p, t, axis=1, reduction="none").round(4)
       Array([0.102, 0.12 ], dtype=float32)
     """
+    element_weights = element_parts(where)[0]
     tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "dice_loss")
     err = fp + fn
     return Unreduced(safe_div(err, 2.0 * tp + err + smooth), present)
 
 
 @segmentation(checks={"smooth": NONNEGATIVE}, example=Example(_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0))))
-def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, element_weights=None):
+def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, where=None):
     r"""Soft Jaccard (intersection-over-union) loss.
 
     .. math::
@@ -229,6 +230,7 @@ def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, el
       >>> float(jaxloss.jaccard_loss(p, t, smooth=0.0))
       0.25
     """
+    element_weights = element_parts(where)[0]
     tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "jaccard_loss")
     err = fp + fn
     return Unreduced(safe_div(err, tp + err + smooth), present)
@@ -237,7 +239,7 @@ def jaccard_loss(probs, targets, *, smooth=1.0, axis=None, from_logits=False, el
 @segmentation(checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE},
               example=Example(_sample, sweep=("alpha", (0.1, 0.3, 0.5, 0.9))))
 def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, from_logits=False,
-                 element_weights=None):
+                 where=None):
     r"""Tversky loss (Salehi et al., 2017, "Tversky loss function for image segmentation").
 
     .. math::
@@ -272,6 +274,7 @@ def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, 
       >>> float(jaxloss.tversky_loss(p, t, alpha=0.25, beta=0.75, smooth=0.0))
       0.5
     """
+    element_weights = element_parts(where)[0]
     tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "tversky_loss")
     return Unreduced(_tversky_complement(tp, fp, fn, alpha, beta, smooth), present)
 
@@ -279,7 +282,7 @@ def tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, smooth=1.0, axis=None, 
 @segmentation(checks={"alpha": NONNEGATIVE, "beta": NONNEGATIVE, "smooth": NONNEGATIVE, "gamma": POSITIVE},
               example=Example(_sample, sweep=("gamma", (0.5, 0.75, 1.0, 2.0))))
 def focal_tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, gamma=0.75, smooth=1.0, axis=None,
-                       from_logits=False, element_weights=None):
+                       from_logits=False, where=None):
     r"""Focal Tversky loss (Abraham & Khan, 2019).
 
     .. math:: \ell = \bigl(1 - \mathrm{TI}\bigr)^{\gamma}, \qquad
@@ -314,6 +317,7 @@ def focal_tversky_loss(probs, targets, *, alpha=0.3, beta=0.7, gamma=0.75, smoot
       >>> float(jaxloss.focal_tversky_loss(p, t, alpha=0.25, beta=0.75, gamma=2.0, smooth=0.0))
       0.25
     """
+    element_weights = element_parts(where)[0]
     tp, fp, fn, present = _counts(probs, targets, axis, from_logits, element_weights, "focal_tversky_loss")
     u = _tversky_complement(tp, fp, fn, alpha, beta, smooth)
     return Unreduced(where_safe(lambda v: jnp.power(v, gamma), u, u > 0), present)
@@ -397,16 +401,17 @@ def _per_image_axis(name, logits, labels, *, axis=-1, per_image=False, **_):
 # sum(p (1 - t) + (1 - p) t) took 1.6x the time and twice the temporary memory (of
 # optax.losses.dice_loss, which this form matches). The gradient is exact either way; the
 # value's relative precision at a loss l is about 1e-7 / l in float32.
-_LABEL_MAP = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True,
-                    dense=True, values={"logits": PROBABILITIES.but_not_when("from_logits")})
-_LOGITS_MAP = Layout(labels=("labels",), per_example=("labels",), reduced_axis="axis", class_labels=True, dense=True)
+_LABEL_MAP_LABELS = Role("labels", "reduced", indexes=True, ignore="ignore_index")
+_LABEL_MAP = Layout({"logits": Role(domain=PROBABILITIES.but_not_when("from_logits")), "labels": _LABEL_MAP_LABELS},
+                    axis="axis", where="elements")
+_LOGITS_MAP = Layout({"labels": _LABEL_MAP_LABELS}, axis="axis", where="elements")
 
 
 @segmentation(static={"axis": AXIS, "ignore_index": OPTIONAL_INT, "from_logits": FLAG}, layout=_LABEL_MAP,
               validate=_label_map_axes, checks={"smooth": NONNEGATIVE, "eps": NONNEGATIVE},
               example=Example(_label_map_sample, sweep=("smooth", (0.0, 0.5, 1.0, 2.0)), optax="dice_loss"))
 def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=None, from_logits=True, axis=-1,
-                         element_weights=None):
+                         where=None):
     r"""Multi-class soft Dice loss on integer label maps, one score per class.
 
     With :math:`p = \operatorname{softmax}(x)` over the class axis and the one-hot
@@ -454,6 +459,7 @@ def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=N
       >>> jaxloss.multiclass_dice_loss(logits, labels, reduction="none").round(4)
       Array([0.0267, 0.3489, 0.    ], dtype=float32)
     """
+    element_weights = element_parts(where)[0]
     m = _LabelMap(logits, labels, axis, ignore_index, element_weights, from_logits)
     pixels = tuple(range(m.p.ndim - 1))
     p, t = m.p, m.t
@@ -475,7 +481,7 @@ def multiclass_dice_loss(logits, labels, *, smooth=0.0, eps=1e-7, ignore_index=N
               checks={"smooth_nr": NONNEGATIVE, "smooth_dr": NONNEGATIVE},
               example=Example(_label_map_sample, sweep=("smooth_nr", (0.0, 0.5, 1.0, 2.0))))
 def generalized_dice_loss(logits, labels, *, smooth_nr=1e-5, smooth_dr=1e-5, weighting="square",
-                          include_background=True, axis=-1, element_weights=None):
+                          include_background=True, axis=-1, where=None):
     r"""Generalized Dice loss (Sudre et al., 2017), one score per sample.
 
     With :math:`p = \operatorname{softmax}(x)`, one-hot targets :math:`t`, and for
@@ -516,6 +522,7 @@ def generalized_dice_loss(logits, labels, *, smooth_nr=1e-5, smooth_dr=1e-5, wei
       >>> jaxloss.generalized_dice_loss(logits, labels, reduction="none").round(4)
       Array([0.0586, 0.3491], dtype=float32)
     """
+    element_weights = element_parts(where)[0]
     m = _LabelMap(logits, labels, axis, None, element_weights)
     p, t = m.p, m.t
     start = 0 if include_background else 1
@@ -567,7 +574,7 @@ def _lovasz(errors, fg, w):
 
 @segmentation(static={"ignore_index": OPTIONAL_INT, "per_image": FLAG, "axis": AXIS}, layout=_LOGITS_MAP,
               validate=_per_image_axis, example=Example(_label_map_sample, grad_order=1))
-def lovasz_softmax_loss(logits, labels, *, ignore_index=None, per_image=False, axis=-1, element_weights=None):
+def lovasz_softmax_loss(logits, labels, *, ignore_index=None, per_image=False, axis=-1, where=None):
     r"""Lovász-softmax loss (Berman et al., 2018): a convex surrogate of the mean IoU.
 
     With :math:`p = \operatorname{softmax}(x)`, for each class :math:`c` the
@@ -609,6 +616,7 @@ def lovasz_softmax_loss(logits, labels, *, ignore_index=None, per_image=False, a
       >>> round(float(jaxloss.lovasz_softmax_loss(logits, jnp.array([0, 1, 1]))), 4)
       0.4251
     """
+    element_weights = element_parts(where)[0]
     m = _LabelMap(logits, labels, axis, ignore_index, element_weights)
     c = m.num_classes
     lead = 1 if per_image else 0
@@ -643,9 +651,9 @@ def _binary_targets(name, logits, targets, *, ignore_index=None, per_image=True,
 
 
 @segmentation(static={"ignore_index": OPTIONAL_INT, "per_image": FLAG},
-              layout=Layout(floats=("logits",), dense=True), validate=_binary_targets,
+              layout=Layout({"targets": Role("real")}, where="elements"), validate=_binary_targets,
               example=Example(_binary_map_sample, grad_order=1))
-def lovasz_hinge_loss(logits, targets, *, ignore_index=None, per_image=True, element_weights=None):
+def lovasz_hinge_loss(logits, targets, *, ignore_index=None, per_image=True, where=None):
     r"""Binary Lovász hinge loss (Berman et al., 2018): a convex surrogate of the IoU.
 
     With signs :math:`s_i = 2 t_i - 1`, hinge errors :math:`e_i = 1 - s_i x_i`
@@ -682,6 +690,7 @@ def lovasz_hinge_loss(logits, targets, *, ignore_index=None, per_image=True, ele
       >>> round(float(jaxloss.lovasz_hinge_loss(logits, jnp.array([[1, 0, 1, 0]]))), 4)
       0.3333
     """
+    element_weights = element_parts(where)[0]
     keep = None if ignore_index is None else targets != ignore_index
     fg = jnp.where(targets == 1, 1.0, 0.0).astype(logits.dtype)
     w = element_weights

@@ -36,7 +36,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import FLAG, INT, is_concrete
-from ._core import Example, Layout, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin
 from ._numerics import pick
 
 __all__ = [
@@ -449,7 +449,10 @@ def _rnnt_nll(logits, labels, logit_lengths, label_lengths, *, blank=0):
 # The public losses
 # ---------------------------------------------------------------------------
 
-_SEQUENCES = Layout(floats=("logits",), labels=("labels",), same_shape=(), per_sequence=True)
+_SEQUENCES = Layout({
+    "logits": Role(shape="free"), "labels": Role("labels", "free"),
+    "logit_lengths": Role("real", "reduced"), "label_lengths": Role("real", "reduced"),
+})
 
 
 def _validate(name, logits, labels, logit_lengths, label_lengths, *, blank, rank, **_):
@@ -580,7 +583,7 @@ def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
     num_c = logits.shape[-1]
     nll, l_len = _ctc_nll(logits, labels, logit_lengths, label_lengths, blank=blank % num_c,
                           zero_infinity=zero_infinity)
-    return Unreduced(nll, mean_weight=1.0 / jnp.maximum(l_len, 1).astype(nll.dtype))
+    return Unreduced(nll, mean=Mean(scale=1.0 / jnp.maximum(l_len, 1).astype(nll.dtype)))
 
 
 @sequence(static={"blank": INT}, layout=_SEQUENCES, validate=_rnnt_validate,

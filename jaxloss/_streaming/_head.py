@@ -14,7 +14,7 @@ import numpy as np
 from jax import lax
 
 from .._checks import check_labels, is_concrete
-from .._core import Aux, Unreduced, compute_dtype
+from .._reduce import Mean, Stream, Unreduced, compute_dtype
 from .._sharding import to_varying
 from ._engine import Config, Stats, explicit_sharding, fused_sum, local_stats, token_chunk_size
 
@@ -169,8 +169,8 @@ def head_cross_entropy(hidden, params, labels, transform, theta, hp, *, smooth_w
         w_y = jnp.take(class_weights, jnp.clip(y, 0, v_local - 1)).reshape(lead)
         keep = jnp.ones(lead, value.dtype) if keep is None else keep
         count = keep * w_y
-    aux = Aux(per_token, _summarize) if return_stats else None
-    return Unreduced(value.reshape(lead), keep, count, fused=fused, aux=aux)
+    stats = (per_token, _summarize) if return_stats else (None, None)
+    return Unreduced(value.reshape(lead), keep, None if count is None else Mean(count=count), Stream(fused, *stats))
 
 
 def _fused_rows(n, v, acc, hidden, params, chunk_size, token_chunk, axis_name) -> int:

@@ -1,0 +1,68 @@
+"""The shared ``reduction``/``weights``/``where`` arguments of every loss's
+docstring, worded once from its layout (the where mode and the input roles)."""
+
+from __future__ import annotations
+
+from ._layout import Layout
+from ._signature import Signature
+
+__all__ = ["document", "where_wording"]
+
+_BY_MODE = {
+    "elements": (
+        "per score when it broadcasts to the unreduced loss; otherwise per element of the inputs "
+        "(a pixel mask or pixel weights: masked pixels leave the counts, a weight k counts a pixel k times, "
+        "and a score whose pixels are all masked leaves the mean)"
+    ),
+    "items": (
+        "per entry of the unreduced loss when it broadcasts to it; otherwise per element of the inputs "
+        "(``where`` marks the valid elements: a masked one is left out as if sliced away, and an entry "
+        "with no valid element leaves the mean; ``weights`` weight each element's terms as described above)"
+    ),
+    "anchors": "per anchor, shape ``[B]`` (a masked anchor still serves as the others' positive or negative)",
+}
+
+
+def where_wording(sig: Signature, layout: Layout) -> str:
+    """What shape ``weights``/``where`` take and what a masked entry does to the inputs."""
+    if layout.where in _BY_MODE:
+        return _BY_MODE[layout.where]
+    roles = {n: layout.role(n).shape for n in sig.inputs}
+    reduced = [n for n, s in roles.items() if s == "reduced"]
+    if layout.axis is not None:
+        text = "broadcastable to the per-example shape (the inputs without the reduced axis)"
+    elif all(s == "shared" for s in roles.values()):
+        return "broadcastable to the inputs' shape (the unreduced loss)"
+    elif reduced:
+        text = f"broadcastable to the unreduced loss, the shape of ``{reduced[0]}``"
+    else:
+        text = "broadcastable to the unreduced loss"
+    free = [n for n, s in roles.items() if s == "free"]
+    zeroed = [n for n, s in roles.items() if s != "free"]
+    if free and zeroed:
+        names = ", ".join(f"``{n}``" for n in zeroed)
+        text += f" (a masked entry's {names} {'is' if len(zeroed) == 1 else 'are'} read as 0)"
+    return text
+
+
+def document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
+    """The kernel's docstring with the shared ``reduction``/``weights``/``where``
+    arguments appended to its Args, written here once for every loss."""
+    if not doc or "Args:" not in doc:
+        return doc
+    indent = " " * 4
+    lines = [
+        '  reduction: ``"mean"`` (default), ``"sum"``, ``"none"`` (or ``None``), or',
+        f'{indent}``"sum_and_weight"``: the pair ``(s, w)`` with ``"mean" == s / w``, for',
+        f"{indent}exact means over micro-batches and devices (``sum(s) / sum(w)``).",
+        f"  weights: optional non-negative weights, {where_wording(sig, layout)};",
+        f"{indent}``\"mean\"`` is the weighted mean ``sum(w l) / sum(w)``.",
+        "  where: optional boolean mask of the same shape as ``weights``; masked entries",
+        f"{indent}contribute exactly 0 to the value and the gradient (0 if all are masked).",
+    ]
+    head, sep, tail = doc.partition("Args:")
+    body = tail.split("\n\n", 1)
+    base = " " * (len(head) - len(head.rstrip(" ")))
+    extra = "\n".join(base + line for line in lines)
+    body[0] = body[0].rstrip() + "\n" + extra
+    return head + sep + "\n\n".join(body)
