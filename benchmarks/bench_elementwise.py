@@ -1,9 +1,9 @@
 """jaxloss vs optax: jitted value-and-gradient time of every registered loss optax also has.
 
 Each loss is compared with the optax function its registry entry names
-(``spec.example.optax``, called as in ``OPTAX_CALLS`` so that it computes the same mean
-loss), or, for losses optax lacks, with a plain formulation given here in
-``OWN_CALLS`` (``mae_loss``: ``jnp.abs(p - t)``); the table says which. Both are
+(``spec.example.compare``: the optax function called so that it computes the same
+mean loss, or, for losses optax lacks, a plain formulation such as ``mae_loss``'s
+``jnp.abs(p - t)``); the table says which. Both are
 jitted as ``value_and_grad`` of the mean loss with respect to the prediction, on
 the same arrays (4M float32 elements by default), and timed in interleaved rounds
 (each round runs jaxloss, the comparison and the floor once, in a random order;
@@ -25,31 +25,17 @@ import optax
 
 import jaxloss
 
-# How each optax equivalent (by its name in optax.losses) is called so that it computes the same mean loss.
-OPTAX_CALLS = {
-    "squared_error": lambda p, t: jnp.mean(optax.losses.squared_error(p, t)),
-    "huber_loss": lambda p, t: jnp.mean(optax.losses.huber_loss(p, t, delta=1.0)),
-    "log_cosh": lambda p, t: jnp.mean(optax.losses.log_cosh(p, t)),
-    "sigmoid_binary_cross_entropy": lambda p, t: jnp.mean(optax.losses.sigmoid_binary_cross_entropy(p, t)),
-    "sigmoid_focal_loss": lambda p, t: jnp.mean(optax.losses.sigmoid_focal_loss(p, t, alpha=0.25, gamma=2.0)),
-    "hinge_loss": lambda p, t: jnp.mean(optax.losses.hinge_loss(p, 2.0 * t - 1.0)),
-    "sparsemax_loss": lambda p, t: jnp.mean(optax.losses.sparsemax_loss(p, t)),
-    "perceptron_loss": lambda p, t: jnp.mean(optax.losses.perceptron_loss(p, 2.0 * t - 1.0)),
-}
-
-# Losses optax has no function for, by jaxloss name: (label, the plain formulation compared with).
-OWN_CALLS = {
-    "mae_loss": ("jnp.abs(p - t)", lambda p, t: jnp.mean(jnp.abs(p - t))),
-}
-
 
 def comparison(spec):
-    """``(label, mean-loss function)`` that ``spec`` is compared with, or None."""
-    if spec.name in OWN_CALLS:
-        return OWN_CALLS[spec.name]
-    if spec.example.optax in OPTAX_CALLS:
-        return "optax", OPTAX_CALLS[spec.example.optax]
-    return None
+    """``(label, mean-loss function)`` that ``spec`` is compared with (its registry
+    entry's ``example.compare``: optax's function, or a plain formulation where
+    optax has none), or None for a loss that is not elementwise or has none."""
+    if spec.example.compare is None or spec.layout != jaxloss.Layout(inputs=spec.layout.inputs):
+        return None
+    if any(r.shape != "shared" for r in spec.layout.inputs.values()):
+        return None
+    compare = spec.example.compare
+    return ("optax" if spec.example.optax else compare.__doc__ or compare.__name__), compare
 
 
 def _inputs(name: str, n: int, key: jax.Array):

@@ -46,23 +46,16 @@ def _distributions(key, n, c):
             jax.nn.softmax(jax.random.normal(k2, (n, c), jnp.float32)))
 
 
-# optax name -> (input maker, optax's mean loss on the same inputs)
-REDUCED_CALLS = {
-    "cosine_distance": (_floats, lambda p, t: jnp.mean(optax.losses.cosine_distance(p, t))),
-    "generalized_kl_divergence": (_log_measures,
-                                  lambda lq, p: jnp.mean(optax.losses.generalized_kl_divergence(lq, p))),
-    "kl_divergence": (_distributions, lambda lq, p: jnp.mean(optax.losses.kl_divergence(lq, p))),
-    "softmax_cross_entropy": (_distributions, lambda x, p: jnp.mean(optax.losses.softmax_cross_entropy(x, p))),
-    "poly_loss_cross_entropy": (_labels, lambda x, y: jnp.mean(
-        optax.losses.poly_loss_cross_entropy(x, jax.nn.one_hot(y, x.shape[-1]), epsilon=2.0))),
-    "multiclass_sparsemax_loss": (_labels, lambda x, y: jnp.mean(optax.losses.multiclass_sparsemax_loss(x, y))),
-    "multiclass_perceptron_loss": (_labels, lambda x, y: jnp.mean(optax.losses.multiclass_perceptron_loss(x, y))),
-    "multiclass_hinge_loss": (_labels, lambda x, y: jnp.mean(optax.losses.multiclass_hinge_loss(x, y))),
+# How each loss's inputs are drawn (the compared function is the registry entry's example.compare).
+MAKERS = {
+    "cosine_distance_loss": _floats, "generalized_kl_divergence": _log_measures, "kl_divergence": _distributions,
+    "cross_entropy": _distributions, "poly1_cross_entropy": _labels, "multiclass_sparsemax_loss": _labels,
+    "multiclass_perceptron_loss": _labels, "multiclass_hinge_loss": _labels,
 }
 
 
 def time_loss(spec, n, c, rounds, seed):
-    make, theirs_fn = REDUCED_CALLS[spec.example.optax]
+    make, theirs_fn = MAKERS[spec.name], spec.example.compare
     a, b = make(jax.random.PRNGKey(seed), n, c)
     ours = jax.jit(jax.value_and_grad(lambda x, y: spec.fn(x, y)))
     theirs = jax.jit(jax.value_and_grad(theirs_fn))
@@ -84,7 +77,7 @@ def main() -> None:
           f"{args.rounds} interleaved rounds, medians\n")
     rows, worst = [], 0.0
     for i, spec in enumerate(sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name)):
-        if spec.example.optax not in REDUCED_CALLS or spec.layout.axis is None:
+        if spec.name not in MAKERS or spec.example.compare is None:
             continue
         if args.only and spec.name not in args.only:
             continue

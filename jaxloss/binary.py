@@ -21,7 +21,7 @@ from ._checks import (
     check_class_vector,
     is_concrete,
 )
-from ._core import Example, Layout, Role, builtin
+from ._core import Example, Layout, Role, builtin, optax_mean
 from ._numerics import pos, softplus
 
 binary = builtin("binary")
@@ -133,7 +133,8 @@ _TARGETS = Layout({"targets": Role(domain=PROBABILITIES)})
 @binary(checks={"label_smoothing": UNIT_HALF_OPEN, "pos_weight": NONNEGATIVE}, layout=_TARGETS,
         validate=_bce_logits_validate,
         example=Example(_logit_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
-                        optax="sigmoid_binary_cross_entropy"))
+                        optax="sigmoid_binary_cross_entropy",
+                        compare=optax_mean("sigmoid_binary_cross_entropy")))
 def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None, label_smoothing=0.0):
     r"""Binary cross-entropy on logits (PyTorch's ``BCEWithLogitsLoss``).
 
@@ -171,7 +172,8 @@ def binary_cross_entropy_with_logits(logits, targets, *, pos_weight=None, label_
 
 
 @binary(checks={"alpha": UNIT, "gamma": NONNEGATIVE, "label_smoothing": UNIT_HALF_OPEN}, layout=_TARGETS,
-        example=Example(_logit_sample, sweep=("gamma", (0.0, 0.5, 1.0, 2.0)), optax="sigmoid_focal_loss"))
+        example=Example(_logit_sample, sweep=("gamma", (0.0, 0.5, 1.0, 2.0)), optax="sigmoid_focal_loss",
+                        compare=optax_mean("sigmoid_focal_loss", alpha=0.25, gamma=2.0)))
 def sigmoid_focal_loss(logits, targets, *, alpha=0.25, gamma=2.0, label_smoothing=0.0):
     r"""Sigmoid focal loss (Lin et al., 2017, "Focal Loss for Dense Object Detection").
 
@@ -254,7 +256,13 @@ def _hinge_validate(name, scores, targets, **_):
 _SIGNED = Layout({"targets": Role(domain=SIGNS)})
 
 
-@binary(layout=_SIGNED, validate=_hinge_validate, example=Example(_sign_sample, grad_order=1, optax="hinge_loss"))
+def _signs(targets):
+    """{0, 1} or {-1, 1} targets as optax's {-1, 1} labels."""
+    return jnp.where(targets > 0, 1.0, -1.0).astype(targets.dtype)
+
+
+@binary(layout=_SIGNED, validate=_hinge_validate, example=Example(_sign_sample, grad_order=1, optax="hinge_loss",
+                        compare=optax_mean("hinge_loss", target=_signs)))
 def hinge_loss(scores, targets):
     r"""Hinge loss (binary SVM).
 
@@ -395,7 +403,8 @@ def multilabel_soft_margin_loss(logits, targets, *, class_weights=None):
     return jnp.mean(terms, axis=-1)
 
 
-@binary(layout=_TARGETS, example=Example(_logit_sample, grad_order=1, optax="sparsemax_loss"))
+@binary(layout=_TARGETS, example=Example(_logit_sample, grad_order=1, optax="sparsemax_loss",
+                                                 compare=optax_mean("sparsemax_loss")))
 def sparsemax_loss(scores, targets):
     r"""Binary sparsemax loss, the Fenchel-Young loss of the sparse sigmoid (optax's ``sparsemax_loss``).
 
@@ -434,7 +443,8 @@ def sparsemax_loss(scores, targets):
 
 
 @binary(layout=_SIGNED, validate=_hinge_validate,
-        example=Example(_sign_sample, grad_order=1, optax="perceptron_loss"))
+        example=Example(_sign_sample, grad_order=1, optax="perceptron_loss",
+                        compare=optax_mean("perceptron_loss", target=_signs)))
 def perceptron_loss(scores, targets):
     r"""Binary perceptron loss (optax's ``perceptron_loss``).
 

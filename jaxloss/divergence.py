@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import AXIS, FLAG, NONNEGATIVE_VALUES
-from ._core import Example, Layout, Role, builtin
+from ._core import Example, Layout, Role, builtin, optax_mean
 
 divergence = builtin("divergence")
 
@@ -57,7 +57,8 @@ _LAYOUT = Layout({"target": Role(domain=NONNEGATIVE_VALUES.but_not_when("log_tar
 
 
 @divergence(static=_OPTIONS, layout=_LAYOUT,
-            example=Example(_distribution_sample, differentiable=(0, 1), optax="kl_divergence"))
+            example=Example(_distribution_sample, differentiable=(0, 1), optax="kl_divergence",
+                            compare=optax_mean("kl_divergence")))
 def kl_divergence(log_pred, target, *, log_target=False, axis=-1):
     r"""Kullback-Leibler divergence :math:`\mathrm{KL}(\text{target} \,\|\, \text{pred})`.
 
@@ -158,7 +159,8 @@ def _measure_sample(rng: np.random.Generator) -> tuple:
 
 
 @divergence(static=_OPTIONS, layout=_LAYOUT,
-            example=Example(_measure_sample, differentiable=(0, 1), optax="generalized_kl_divergence"))
+            example=Example(_measure_sample, differentiable=(0, 1), optax="generalized_kl_divergence",
+                            compare=optax_mean("generalized_kl_divergence")))
 def generalized_kl_divergence(log_pred, target, *, log_target=False, axis=-1):
     r"""Generalized Kullback-Leibler divergence between unnormalised measures.
 

@@ -37,7 +37,7 @@ from ._checks import (
     is_concrete,
     normalize_axis,
 )
-from ._core import Example, Layout, Mean, Role, Unreduced, builtin
+from ._core import Example, Layout, Mean, Role, Unreduced, builtin, optax_mean
 from ._numerics import class_iota, logsumexp, pick, softcap
 
 __all__ = [
@@ -139,7 +139,8 @@ def _dense_sample(rng: np.random.Generator) -> tuple:
 @multiclass(static={"axis": AXIS}, layout=Layout({"targets": Role(domain=PROBABILITIES)}, axis="axis"),
             checks={"label_smoothing": UNIT_HALF_OPEN, "class_weights": NONNEGATIVE}, validate=_class_vectors,
             example=Example(_dense_sample, sweep=("label_smoothing", (0.0, 0.05, 0.1, 0.2)),
-                            differentiable=(0, 1), optax="softmax_cross_entropy"))
+                            differentiable=(0, 1), optax="softmax_cross_entropy",
+                            compare=optax_mean("softmax_cross_entropy")))
 def cross_entropy(logits, targets, *, axis=-1, label_smoothing=0.0, class_weights=None):
     r"""Softmax cross-entropy with probability (or one-hot) targets.
 
@@ -414,7 +415,8 @@ def softmax_focal_loss(logits, labels, *, alpha=None, gamma=2.0, ignore_index=No
 
 @multiclass(static={"axis": AXIS}, layout=_LABELS, checks={"margin": NONNEGATIVE},
             example=Example(_sparse_sample, sweep=("margin", (0.5, 1.0, 2.0, 3.0)), grad_order=1,
-                            optax="multiclass_hinge_loss"))
+                            optax="multiclass_hinge_loss",
+                            compare=optax_mean("multiclass_hinge_loss")))
 def multiclass_hinge_loss(scores, labels, *, margin=1.0, axis=-1):
     r"""Multi-class hinge loss, Crammer-Singer formulation.
 
@@ -658,7 +660,8 @@ def generalized_cross_entropy(logits, labels, *, q=0.5, axis=-1, ignore_index=No
 @multiclass(static=_LABEL_OPTIONS, layout=_LABELS,
             checks={"epsilon": Interval(-1.0, None), "label_smoothing": UNIT_HALF_OPEN},
             example=Example(_sparse_sample, sweep=("epsilon", (-1.0, 0.5, 1.0, 2.0)),
-                            optax="poly_loss_cross_entropy"))
+                            optax="poly_loss_cross_entropy",
+                            compare=optax_mean("poly_loss_cross_entropy", one_hot=True, epsilon=2.0)))
 def poly1_cross_entropy(logits, labels, *, epsilon=2.0, label_smoothing=0.0, axis=-1, ignore_index=None):
     r"""Poly-1 cross-entropy (Leng et al., 2022, "PolyLoss"), integer labels.
 
@@ -767,7 +770,8 @@ def _sparsemax_threshold(z):
 
 
 @multiclass(static={"axis": AXIS}, layout=_LABELS,
-            example=Example(_sparsemax_sample, optax="multiclass_sparsemax_loss"))
+            example=Example(_sparsemax_sample, optax="multiclass_sparsemax_loss",
+                            compare=optax_mean("multiclass_sparsemax_loss")))
 def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
     r"""Multi-class sparsemax loss (Martins and Astudillo, 2016), integer labels.
 
@@ -823,7 +827,8 @@ def multiclass_sparsemax_loss(scores, labels, *, axis=-1):
 
 
 @multiclass(static={"axis": AXIS}, layout=_LABELS,
-            example=Example(_margin_sample, grad_order=1, optax="multiclass_perceptron_loss"))
+            example=Example(_margin_sample, grad_order=1, optax="multiclass_perceptron_loss",
+                            compare=optax_mean("multiclass_perceptron_loss")))
 def multiclass_perceptron_loss(scores, labels, *, axis=-1):
     r"""Multi-class perceptron loss (Collins, 2002; optax's ``multiclass_perceptron_loss``).
 

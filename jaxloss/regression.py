@@ -15,7 +15,7 @@ import numpy as np
 from jax import lax
 
 from ._checks import AXIS, FLAG, NONNEGATIVE, POSITIVE, UNIT, Interval
-from ._core import Example, Layout, Role, builtin
+from ._core import Example, Layout, Role, builtin, optax_mean
 from ._numerics import abs0
 
 regression = builtin("regression")
@@ -48,7 +48,7 @@ def _positive_pair(rng: np.random.Generator) -> tuple:
     return pred, target
 
 
-@regression(example=Example(_pair, optax="squared_error"))
+@regression(example=Example(_pair, optax="squared_error", compare=optax_mean("squared_error")))
 def mse_loss(pred, target):
     r"""Mean squared error.
 
@@ -75,7 +75,12 @@ def mse_loss(pred, target):
     return r * r
 
 
-@regression(example=Example(_pair, grad_order=1))
+def _plain_mae(pred, target):
+    """jnp.mean(jnp.abs(p - t))"""
+    return jnp.mean(jnp.abs(pred - target))
+
+
+@regression(example=Example(_pair, grad_order=1, compare=_plain_mae))  # optax has no mean absolute error
 def mae_loss(pred, target):
     r"""Mean absolute error (L1 loss).
 
@@ -100,7 +105,8 @@ def mae_loss(pred, target):
 
 
 @regression(checks={"delta": POSITIVE},
-            example=Example(_pair, sweep=("delta", (0.5, 1.0, 2.0, 3.0)), grad_order=1, optax="huber_loss"))
+            example=Example(_pair, sweep=("delta", (0.5, 1.0, 2.0, 3.0)), grad_order=1, optax="huber_loss",
+                            compare=optax_mean("huber_loss", delta=1.0)))
 def huber_loss(pred, target, *, delta=1.0):
     r"""Huber loss: quadratic for small residuals, linear for large ones.
 
@@ -172,7 +178,7 @@ _LOG_COSH_SWITCH = 0.6
 _LOG_COSH_SERIES = (1 / 2, -1 / 12, 1 / 45, -17 / 2520, 31 / 14175, -691 / 935550, 10922 / 42567525)
 
 
-@regression(example=Example(_pair, optax="log_cosh"))
+@regression(example=Example(_pair, optax="log_cosh", compare=optax_mean("log_cosh")))
 def log_cosh_loss(pred, target):
     r"""Log-cosh loss.
 
@@ -510,7 +516,8 @@ def _direction_pair(rng: np.random.Generator) -> tuple:
 
 
 @regression(static={"axis": AXIS}, layout=Layout(axis="axis"),
-            example=Example(_direction_pair, differentiable=(0, 1), optax="cosine_distance"))
+            example=Example(_direction_pair, differentiable=(0, 1), optax="cosine_distance",
+                            compare=optax_mean("cosine_distance")))
 def cosine_distance_loss(pred, target, *, axis=-1):
     r"""Cosine distance between prediction and target vectors (optax's ``cosine_distance``).
 

@@ -394,3 +394,14 @@ def test_sum_and_weight_combines_micro_batch_means_exactly():
     assert_close(sum(s for s, _ in parts) / sum(w for _, w in parts), full)
     means = [s / w for s, w in parts]
     assert abs(float(sum(means) / 2) - float(full)) > 1e-3  # the naive mean of means differs
+
+
+COMPARED = [s for s in REGISTRY.values() if s.example.compare is not None]
+
+
+@pytest.mark.parametrize("spec", COMPARED, ids=[s.name for s in COMPARED])
+def test_example_compare_is_the_same_mean(spec):
+    """Each registry entry's ``example.compare`` (what the benchmarks time the loss
+    against: optax's function or a plain formulation) computes the loss's mean."""
+    args = tuple(jnp.asarray(a) for a in spec.example.sample(np.random.default_rng(0)))
+    np.testing.assert_allclose(float(spec.example.compare(*args)), float(spec.fn(*args)), rtol=2e-5, atol=1e-6)
