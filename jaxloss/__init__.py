@@ -35,6 +35,8 @@ from ._core import Example as Example
 from ._core import Interval as Interval
 from ._core import Layout as Layout
 from ._core import LossSpec as LossSpec
+from ._core import Mean as Mean
+from ._core import Role as Role
 from ._core import Static as Static
 from ._core import Unreduced as Unreduced
 from ._core import loss as loss
@@ -66,7 +68,7 @@ _MODULES = (
     regression, binary, multiclass, divergence, distillation, segmentation, detection, metric, multimodal,
     margin_softmax, large_vocab, logprobs, preference, ranking, probabilistic, sequence, train,
 )
-_CORE = ["REGISTRY", "Example", "Interval", "Layout", "LossSpec", "Static", "Unreduced", "loss", "value_checks",
-         "Loss", "WeightedSum"]
+_CORE = ["REGISTRY", "Example", "Interval", "Layout", "LossSpec", "Mean", "Role", "Static", "Unreduced", "loss",
+         "value_checks", "Loss", "WeightedSum"]
 
 __all__ = _CORE + [name for module in _MODULES for name in module.__all__]

@@ -33,6 +33,8 @@ from ._core import Example as Example
 from ._core import Interval as Interval
 from ._core import Layout as Layout
 from ._core import LossSpec as LossSpec
+from ._core import Mean as Mean
+from ._core import Role as Role
 from ._core import Static as Static
 from ._core import Unreduced as Unreduced
 from ._core import loss as loss
