@@ -64,3 +64,22 @@ def test_fused_heads_and_fsdp_on_a_2d_mesh():
     proc, report = _run_on_8(HEADS, 600)
     assert proc.returncode == 0, f"fused-head checks failed:\n{report[-20000:]}"
     assert "0 failed" in proc.stdout and "HLO detector" in proc.stdout, report
+
+
+MULTIHOST = pathlib.Path(__file__).with_name("multihost_check.py")
+
+
+@pytest.mark.slow
+def test_multihost_2_processes_x_4_devices():
+    """2 processes x 4 CPU devices (jax.distributed, gloo, a free localhost port):
+    data-parallel make_train_step, CLIP/SigLIP, a vocabulary split across hosts,
+    class-sharded ArcFace and registry losses under GSPMD equal one device
+    (tests/multihost_check.py launches both processes and kills them after 240 s)."""
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, str(MULTIHOST), "--timeout", "240"], env=env, cwd=MULTIHOST.parents[1],
+                          capture_output=True, text=True, timeout=300)
+    report = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"multi-host checks failed:\n{report[-20000:]}"
+    for i in (0, 1):
+        assert f"process {i}: 7 passed, 0 failed" in proc.stdout, report[-20000:]
