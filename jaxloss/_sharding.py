@@ -7,7 +7,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-__all__ = ["replicated", "to_varying", "varying", "vma"]
+__all__ = ["explicit_spec", "replicated", "rows_like", "to_varying", "unsplit", "varying", "vma"]
 
 
 def vma(*xs) -> frozenset:
@@ -37,18 +37,53 @@ def to_varying(x, axis_name):
     return varying(x, tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,))
 
 
-def replicated(x):
-    """``x`` resharded to be replicated when it lives on a mesh with explicit axes
-    and is split over any of them (e.g. the second operand of an in-batch
-    ``[B, B]`` product ``x @ x.T``, whose result could not be sharded along both
-    axes); ``x`` itself otherwise (``shard_map``, ``Auto`` meshes, one device)."""
+def explicit_spec(x):
+    """The ``PartitionSpec`` of ``x`` when it lives on a mesh with an explicit axis
+    (under ``jax.set_mesh``); ``None`` otherwise (``shard_map``, ``Auto`` meshes,
+    one device)."""
     sharding = getattr(jax.typeof(x), "sharding", None)
     mesh = getattr(sharding, "mesh", None)
     spec = getattr(sharding, "spec", None)
     explicit = getattr(getattr(jax.sharding, "AxisType", None), "Explicit", None)
     types = getattr(mesh, "axis_types", None) or ()
     if explicit is None or spec is None or not any(t == explicit for t in types):
-        return x
-    if all(s is None for s in spec):
+        return None
+    return spec
+
+
+def rows_like(x, ndim):
+    """``out_sharding`` for a new ``ndim``-dimensional array whose first axis is
+    ``x``'s first axis (split like it on an explicit mesh, the other axes
+    unsplit); ``None`` where there is no explicit mesh, so that constants built
+    with it (``jnp.full``, ``jnp.zeros``, ``lax.broadcasted_iota``) are what they
+    are on one device."""
+    spec = explicit_spec(x)
+    if spec is None:
+        return None
+    first = spec[0] if len(spec) else None
+    return jax.sharding.PartitionSpec(first, *([None] * (ndim - 1)))
+
+
+def replicated(x):
+    """``x`` resharded to be replicated when it lives on a mesh with explicit axes
+    and is split over any of them (e.g. the second operand of an in-batch
+    ``[B, B]`` product ``x @ x.T``, whose result could not be sharded along both
+    axes); ``x`` itself otherwise (``shard_map``, ``Auto`` meshes, one device)."""
+    spec = explicit_spec(x)
+    if spec is None or all(s is None for s in spec):
         return x
     return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
+
+
+def unsplit(x, axis=-1):
+    """``x`` resharded so that ``axis`` is not split, when it lives on a mesh with
+    explicit axes and is split along it (a sort or a cumulative sum along that
+    axis needs all of it on each device); ``x`` itself otherwise."""
+    spec = explicit_spec(x)
+    if spec is None:
+        return x
+    spec = tuple(spec) + (None,) * (x.ndim - len(spec))
+    axis = axis % x.ndim
+    if spec[axis] is None:
+        return x
+    return jax.sharding.reshard(x, jax.sharding.PartitionSpec(*spec[:axis], None, *spec[axis + 1:]))

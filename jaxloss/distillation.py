@@ -16,7 +16,16 @@ from jax import lax
 
 from ._checks import AXIS, POSITIVE, POSITIVE_INT_OR_NONE, Interval, choice
 from ._core import Example, Layout, Role, builtin, compute_dtype
-from ._streaming import Config, chunk_start, default_chunk_size, local_stats, project
+from ._sharding import to_varying
+from ._streaming import (
+    Config,
+    chunk_start,
+    default_chunk_size,
+    explicit_sharding,
+    outer_axes,
+    project,
+    split_stats,
+)
 
 distillation = builtin("distillation")
 
@@ -235,12 +244,40 @@ def linear_distillation_loss(student_hidden, student_weight, teacher_hidden, tea
     chunk = default_chunk_size(4 * hs.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
     cfg = Config(chunk, None, acc)
     temp = jnp.asarray(temperature, acc)
-    labels = jnp.zeros_like(hs[:, 0], dtype=jnp.int32)
-    lse_s = local_stats(cfg, _tempered, temp, hs, (student_weight,), None, labels).lse
-    lse_t = local_stats(cfg, _tempered, temp, ht, (teacher_weight,), None, labels).lse
-    d = _streamed_divergence(cfg, divergence, jnp.asarray(beta, acc), temp, hs, student_weight, ht, teacher_weight,
-                             lse_s, lse_t)
+    beta = jnp.asarray(beta, acc)
+    outer = outer_axes(student_weight, None)
+    if not outer:
+        d = _divergence_rows(cfg, divergence, None, temp, beta, hs, student_weight, ht, teacher_weight)
+    else:
+        # both weights' rows split on an explicit mesh: each device streams its slice
+        # in a shard_map (manual over the tokens' axes too), combined by psum
+        if outer_axes(teacher_weight, None) != outer:
+            raise ValueError(f"linear_distillation_loss: student_weight's rows are split over mesh axes {outer}; "
+                             f"split teacher_weight's the same way (jax.sharding.reshard)")
+        P = jax.sharding.PartitionSpec
+        spec = getattr(explicit_sharding(hs), "spec", None)
+        batch = tuple(spec[0]) if spec and isinstance(spec[0], tuple) else ((spec[0],) if spec and spec[0] else ())
+        batch = () if set(batch) & set(outer) else batch
+        tok, row = P(batch or None), P(outer)
+        n_split = int(np.prod([jax.sharding.get_abstract_mesh().shape[a] for a in outer]))
+        cfg = cfg._replace(chunk=max(1, min(cfg.chunk, vocab // n_split)))
+        d = jax.shard_map(
+            lambda *a: _divergence_rows(cfg, divergence, outer, *a),
+            in_specs=(P(), P(), tok, row, tok, row), out_specs=tok, axis_names=frozenset(outer + batch),
+        )(temp, beta, hs, student_weight, ht, teacher_weight)
     return (temp * temp * d).reshape(lead)
+
+
+def _divergence_rows(cfg, divergence, axis_name, temp, beta, hs, ws, ht, wt):
+    """Per-row divergence (before the T^2 factor): pass 1, both log-sum-exps, then
+    pass 2; with ``axis_name`` the weights are this device's vocabulary slice."""
+    labels = jnp.zeros_like(hs[:, 0], dtype=jnp.int32)
+    lse_s = split_stats(cfg, _tempered, temp, hs, (ws,), None, labels, axis_name).lse
+    lse_t = split_stats(cfg, _tempered, temp, ht, (wt,), None, labels, axis_name).lse
+    if axis_name is not None:
+        hs, ht, temp, beta = (to_varying(x, axis_name) for x in (hs, ht, temp, beta))
+    d = _streamed_divergence(cfg, divergence, beta, temp, hs, ws, ht, wt, lse_s, lse_t)
+    return d if axis_name is None else lax.psum(d, axis_name)
 
 
 DistillationLoss = distillation_loss.Loss

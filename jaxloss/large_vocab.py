@@ -106,12 +106,10 @@ def _lce_validate(name, hidden, weight, labels, *, bias, class_weights, ignore_i
         )
 
 
-def _vocab_split(arg, split):
+def _vocab_split(arg, split, weight_split):
     return (
-        f"{arg} is sharded over the vocabulary along mesh axes {split} of an explicit mesh; "
-        f"the chunked loop would have to gather it. Call linear_cross_entropy inside jax.shard_map with "
-        f"axis_name={split[0] if len(split) == 1 else split!r} (no gather; see docs/large_vocab.md), "
-        f"or reshard {arg} to be replicated along its first axis (jax.sharding.reshard)"
+        f"{arg} is split over the vocabulary along mesh axes {split} of an explicit mesh and weight along "
+        f"{weight_split}; split both the same way (jax.sharding.reshard)"
     )
 
 

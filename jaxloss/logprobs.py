@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from ._checks import check_labels
 from ._core import compute_dtype
-from ._streaming import Config, default_chunk_size, local_stats
+from ._streaming import Config, default_chunk_size, outer_axes, split_stats
 
 __all__ = ["sequence_logprobs", "linear_sequence_logprobs"]
 
@@ -104,7 +105,7 @@ def sequence_logprobs(logits, labels, *, mask=None, average=False):
     return _per_sequence(picked - lse, y, mask, vocab, average)
 
 
-def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None):
+def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None, axis_name=None):
     r"""Per-sequence log-probabilities of a linear head, streamed over the vocabulary.
 
     Equal, in value and in the gradients of ``hidden`` and ``weight``, to
@@ -133,6 +134,12 @@ def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False
         a fully masked sequence).
       chunk_size: vocabulary columns per chunk (static); ``None`` picks
         :func:`default_chunk_size`.
+      axis_name: ``None``, or the mesh axis (or axes) the vocabulary is split
+        over: inside ``jax.shard_map``, ``weight`` is this device's contiguous
+        slice (labels stay global ids); under plain ``jit`` with ``jax.set_mesh``,
+        ``weight`` is the global array with its rows split over that axis, and
+        each device streams only its slice (on an explicit mesh that split is
+        read from ``weight``'s type, no ``axis_name`` needed).
 
     Returns:
       ``[B]`` per-sequence log-probabilities.
@@ -158,14 +165,19 @@ def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size <= 0):
         raise ValueError(f"{name}: chunk_size must be a positive int or None, got {chunk_size!r}")
     _check_sequence_inputs(name, hidden.shape[:-1], labels, mask, "hidden")
-    vocab = weight.shape[0]
+    outer = outer_axes(weight, axis_name)
+    inner = None if outer else axis_name  # inside shard_map: weight is this device's slice
+    vocab = weight.shape[0] * (1 if inner is None else lax.axis_size(inner))
     y = labels.astype(jnp.int32) if mask is None else jnp.where(mask, labels, 0).astype(jnp.int32)
-    check_labels(name, y, vocab)
+    if inner is None:
+        check_labels(name, y, vocab)
     acc = compute_dtype(hidden, weight)
     h2 = hidden.reshape((-1, hidden.shape[-1]))
     if mask is not None:
         h2 = jnp.where(mask.reshape((-1, 1)), h2, jnp.zeros_like(h2))
     chunk = default_chunk_size(h2.shape[0], vocab) if chunk_size is None else min(int(chunk_size), vocab)
-    stats = local_stats(Config(chunk, None, acc), _linear, None, h2, (weight,), None, y.reshape((-1,)))
+    # a vocabulary split over mesh axes under plain jit: streamed by slice in a shard_map (no gather)
+    stats = split_stats(Config(chunk, None, acc), _linear, None, h2, (weight,), None, y.reshape((-1,)), inner,
+                        outer=outer)
     tok = (stats.target - stats.lse).reshape(y.shape)
     return _per_sequence(tok, y, mask, vocab, average)

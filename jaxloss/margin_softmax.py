@@ -88,9 +88,9 @@ def _validate(name, embeddings, weight, labels, *, chunk_size, precision, axis_n
         shapes="[C, D] (class centres) or [C, K, D] (K sub-centres per class)",
         transpose="[C, D] or [C, K, D] (transpose a [D, C] kernel)",
         empty=lambda shape: f"weight must have at least one class and sub-centre, got {shape}",
-        sharded=lambda arg, split: (
-            f"weight is sharded over the classes along mesh axes {split} of an explicit mesh; call "
-            f"{name} inside jax.shard_map with axis_name={split[0] if len(split) == 1 else split!r}"
+        sharded=lambda arg, split, weight_split: (
+            f"{arg} is split over the classes along mesh axes {split} of an explicit mesh and weight along "
+            f"{weight_split}; split both the same way"
         ),
         precision=precision, axis_name=axis_name,
     )

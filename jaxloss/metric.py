@@ -114,9 +114,12 @@ def _unit(x):
 def _pairwise_sq_dists(x):
     r"""``[B, B]`` squared Euclidean distances :math:`\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2 x_i\cdot x_j`,
     clamped at 0, with an exact 0 on the diagonal. O(B^2) memory."""
+    # columns from a replicated copy, so that under an explicit mesh with the batch
+    # split the [B, B] result is sharded by rows only
+    cols = replicated(x)
     sq = jnp.sum(x * x, axis=-1)
-    gram = jnp.matmul(x, x.T, precision=lax.Precision.HIGHEST)
-    d2 = jnp.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0)
+    gram = jnp.matmul(x, cols.T, precision=lax.Precision.HIGHEST)
+    d2 = jnp.maximum(sq[:, None] + jnp.sum(cols * cols, axis=-1)[None, :] - 2.0 * gram, 0.0)
     eye = jnp.eye(x.shape[0], dtype=bool)
     return jnp.where(eye, 0.0, d2)
 
@@ -506,8 +509,22 @@ def _sorted_negatives(d, neg):
 
 
 def _searchsorted_rows(s, v, side):
-    """Row-wise ``searchsorted``: for each row ``s[a]`` (ascending) and query ``v[a, j]``."""
-    return jax.vmap(lambda row, q: jnp.searchsorted(row, q, side=side))(s, v)
+    """Row-wise ``searchsorted``: for each row ``s[a]`` (ascending) and query ``v[a, j]``.
+
+    A bisection by ``take_along_axis`` over whole rows (``ceil(log2(n + 1))``
+    steps), the same integers as ``jnp.searchsorted`` per row; unlike a ``vmap``
+    of it, every intermediate keeps the rows' sharding on an explicit mesh."""
+    n = s.shape[-1]
+    lo = jnp.zeros_like(v, dtype=jnp.int32)
+    hi = jnp.full_like(v, n, dtype=jnp.int32)
+    for _ in range(max(n, 1).bit_length()):
+        mid = (lo + hi) // 2
+        val = jnp.take_along_axis(s, jnp.minimum(mid, n - 1), axis=-1)
+        right = (val < v) if side == "left" else (val <= v)
+        active = lo < hi
+        lo = jnp.where(active & right, mid + 1, lo)
+        hi = jnp.where(active & ~right, mid, hi)
+    return lo
 
 
 def _key_sort(x):
@@ -656,7 +673,7 @@ def batch_triplet_loss(embeddings, labels, *, margin=1.0, mining="batch_all", sq
       >>> jaxloss.batch_triplet_loss(x, y, mining="batch_hard", reduction="none")
       Array([0.5, 1. , 2.5, 0.5], dtype=float32)
     """
-    pos, neg = _label_masks(labels)
+    pos, neg = _label_masks(labels, replicated(labels))
     d2 = _pairwise_sq_dists(embeddings)
     d = d2 if squared else safe_sqrt(d2)
     if mining == "batch_all":
@@ -701,9 +718,8 @@ def ntxent_loss(embeddings, labels, *, temperature=0.07):
       >>> round(float(jaxloss.ntxent_loss(x, jnp.array([0, 0, 1, 1]), temperature=1.0)), 6)
       0.551445
     """
-    z = _unit(embeddings)
-    s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
-    pos, neg = _label_masks(labels)
+    s, pos, neg = _pair_similarities(embeddings, labels)
+    s = s / temperature
     has_neg = jnp.any(neg, axis=-1, keepdims=True)
     lse_neg = masked_logsumexp(s, neg)
     counted = pos & has_neg
@@ -746,9 +762,8 @@ def supcon_loss(embeddings, labels, *, temperature=0.1):
       >>> round(float(jaxloss.supcon_loss(x, jnp.array([0, 0, 0, 1]), temperature=1.0)), 6)
       0.861995
     """
-    z = _unit(embeddings)
-    s = jnp.matmul(z, z.T, precision=lax.Precision.HIGHEST) / temperature
-    pos, _ = _label_masks(labels)
+    s, pos, _ = _pair_similarities(embeddings, labels)
+    s = s / temperature
     others = ~jnp.eye(labels.shape[0], dtype=bool)
     lse = masked_logsumexp(s, others)
     n_pos = jnp.sum(pos, axis=-1).astype(s.dtype)

@@ -741,7 +741,7 @@ def _sparsemax_threshold(z):
     tenth of optax's sort-based time at ``[4096, 1024]`` on CPU
     (``benchmarks/bench_reduced.py``). Not differentiated (the caller recomputes
     :math:`\tau` from the support)."""
-    lo = jnp.full(z.shape[:-1] + (1,), -1.0, z.dtype)
+    lo = jnp.full_like(z[..., :1], -1.0)   # (from z: its sharding on an explicit mesh)
 
     def bisect(_, bounds):
         lo, hi = bounds

@@ -38,6 +38,7 @@ from jax import lax
 from ._checks import FLAG, INT, is_concrete
 from ._core import Example, Layout, Mean, Role, Unreduced, builtin
 from ._numerics import pick
+from ._sharding import rows_like
 
 __all__ = [
     "ctc_loss", "CTCLoss",
@@ -232,8 +233,9 @@ def _ctc_forward(e: Array, skip: Array, t_len: Array, *, history: bool):
     alpha = shifted + log_scale) and, with ``history``, every frame's shifted
     variables ``[T, B, N]`` (past ``t_len``: the last live frame's)."""
     num_t, b, n = e.shape
-    alpha0 = jnp.full((b, n), _NEG, e.dtype).at[:, 0].set(0.0)   # before the first frame: the first blank
-    zero = jnp.zeros((b,), e.dtype)
+    # (built from e, so that they keep the batch's sharding on an explicit mesh)
+    alpha0 = jnp.full_like(e[0], _NEG).at[:, 0].set(0.0)   # before the first frame: the first blank
+    zero = jnp.zeros_like(e[0, :, 0])
 
     def body(carry, xs):
         alpha, total, comp = carry
@@ -357,7 +359,7 @@ def _ctc_nll(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
     bad = bad_len | jnp.any(lab_valid & ~lab_ok, axis=1)
     lab = jnp.where(lab_valid & lab_ok, labels, blank).astype(jnp.int32)
     n = 2 * s + 1
-    ext = jnp.full((b, n), blank, jnp.int32).at[:, 1::2].set(lab)
+    ext = jnp.full((b, n), blank, jnp.int32, out_sharding=rows_like(lab, 2)).at[:, 1::2].set(lab)
     state_ok = jnp.arange(n)[None, :] <= 2 * l_len[:, None]
     skip = (ext != blank) & (ext != jnp.pad(ext, ((0, 0), (2, 0)), constant_values=blank)[:, :n])
     if gradient == "fb":
@@ -398,10 +400,10 @@ def _rnnt_log_likelihood(bl: Array, em: Array, t_len: Array, u_len: Array) -> Ar
     0 and the shifts are summed with compensation."""
     b, num_t, u1 = bl.shape
     bls, ems = _skew(bl), _skew(em)                      # [T + U, B, U1]
-    alpha0 = jnp.full((b, u1), _NEG, bl.dtype).at[:, 0].set(0.0)
-    zero = jnp.zeros((b,), bl.dtype)
+    alpha0 = jnp.full_like(bl[:, 0], _NEG).at[:, 0].set(0.0)    # (from bl: the batch's sharding)
+    zero = jnp.zeros_like(bl[:, 0, 0])
     target = t_len + u_len                               # the diagonal of (T_b, U_b)
-    res0 = jnp.full((b,), _NEG, bl.dtype)                # T_b = 0: no frame, no alignment
+    res0 = jnp.full_like(zero, _NEG)                     # T_b = 0: no frame, no alignment
 
     def body(carry, xs):
         alpha, total, comp, res = carry

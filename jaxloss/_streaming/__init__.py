@@ -13,8 +13,11 @@ from ._engine import (
     chunk_start,
     explicit_sharding,
     fused_sum,
+    global_stats,
     local_stats,
+    outer_axes,
     project,
+    split_stats,
     token_chunk_size,
 )
 from ._head import (
@@ -28,6 +31,6 @@ from ._head import (
 
 __all__ = [
     "PRECISIONS", "Config", "Stats", "check_head", "check_nonnegative_labels", "chunk_start", "default_chunk_size",
-    "explicit_sharding", "fused_sum", "head_cross_entropy", "local_stats", "project", "sharded_axes",
-    "token_chunk_size",
+    "explicit_sharding", "fused_sum", "global_stats", "head_cross_entropy", "local_stats", "outer_axes", "project",
+    "sharded_axes", "split_stats", "token_chunk_size",
 ]

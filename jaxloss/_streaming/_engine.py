@@ -47,10 +47,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._sharding import varying, vma
+from .._sharding import to_varying, varying, vma
 
 __all__ = [
-    "Config", "Stats", "chunk_start", "explicit_sharding", "fused_sum", "local_stats", "project", "token_chunk_size",
+    "Config", "Stats", "chunk_start", "explicit_sharding", "fused_sum", "global_stats", "local_stats", "outer_axes",
+    "project", "split_stats", "token_chunk_size",
 ]
 
 Array = jax.Array
@@ -392,3 +393,98 @@ def _fused_fwd_typed(cfg, transform, row_fn, theta, hp, h, params, sw, labels, c
 
 
 fused_sum.defvjp(_fused_fwd_typed, _fused_bwd_typed)
+
+
+# ---------------------------------------------------------------------------
+# A vocabulary split over mesh axes: inside shard_map, or under plain jit
+# ---------------------------------------------------------------------------
+
+
+def global_stats(stats, axis_name, v_local):
+    """Combine the per-device statistics of a vocabulary split over ``axis_name``:
+    one ``pmax`` and one ``psum`` of ``[N]`` vectors (and two small ones for
+    the argmax, whose ties go to the lowest global column)."""
+    if axis_name is None:
+        return stats
+    lse, zy, sz, top, am = stats
+    m = lax.pmax(lax.stop_gradient(lse), axis_name)
+    e, zy, sz = lax.psum((jnp.exp(lse - m), zy, sz), axis_name)
+    top_all = lax.pmax(lax.stop_gradient(top), axis_name)
+    offset = lax.axis_index(axis_name) * v_local
+    cand = jnp.where(top == top_all, am + offset, jnp.iinfo(jnp.int32).max)
+    return Stats(m + jnp.log(e), zy, sz, top_all, lax.pmin(cand, axis_name))
+
+
+def _as_axes(axis_name):
+    return tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)
+
+
+def outer_axes(weight, axis_name):
+    """The mesh axes to split the vocabulary over by a ``shard_map`` of our own,
+    for a head called under plain ``jit`` (not inside ``shard_map``), or ``()``:
+
+    * ``axis_name`` naming axes of the current mesh (``jax.set_mesh``, ``Auto``
+      or ``Explicit``) that are not already manual: those axes;
+    * no ``axis_name``, and ``weight``'s rows split on an explicit mesh: the axes
+      they are split over (read from its type).
+
+    Inside ``shard_map`` (the axes are manual) ``axis_name`` is the caller's, and
+    ``()`` is returned."""
+    mesh = jax.sharding.get_abstract_mesh()
+    names = tuple(getattr(mesh, "axis_names", ()) or ())
+    types = dict(zip(names, getattr(mesh, "axis_types", ()) or ()))
+    manual = jax.sharding.AxisType.Manual
+    if axis_name is not None:
+        axes = _as_axes(axis_name)
+        if all(a in types and types[a] != manual for a in axes):
+            return axes
+        return ()
+    sharding = explicit_sharding(weight)
+    spec = getattr(sharding, "spec", None)
+    if not spec or spec[0] is None:
+        return ()
+    return _as_axes(spec[0])
+
+
+def _split_local(cfg, transform, axis_name, theta, h, params, sw, labels):
+    v_local = params[0].shape[0]
+    local = labels
+    if axis_name is not None:
+        # Gradients of h and theta are partial sums over the vocabulary
+        # shards: marking them varying makes JAX sum them over the axis.
+        h = to_varying(h, axis_name)
+        theta = jax.tree_util.tree_map(lambda t: to_varying(t, axis_name), theta)
+        local = labels - lax.axis_index(axis_name) * v_local
+    cfg = cfg._replace(chunk=max(1, min(cfg.chunk, v_local)))
+    return global_stats(local_stats(cfg, transform, theta, h, params, sw, local), axis_name, v_local)
+
+
+def split_stats(cfg: Config, transform: Transform, theta, h, params: tuple, sw, labels, axis_name=None,
+                outer=()) -> Stats:
+    """:class:`Stats` over the whole vocabulary, ``labels`` global column ids.
+
+    ``axis_name`` (inside ``shard_map``): ``params`` and ``sw`` are this
+    device's slice of the vocabulary, combined across the axis. ``outer`` (from
+    :func:`outer_axes`, under plain ``jit``): ``params`` and ``sw`` are global
+    arrays whose rows are split over those mesh axes; the head runs in a
+    ``shard_map`` manual over them only (the other axes, e.g. a batch split of
+    ``h``, stay as they are), so no device ever holds more than its slice of
+    the weight, and the weight's gradient comes back split like the weight."""
+    if not outer:
+        return _split_local(cfg, transform, axis_name, theta, h, params, sw, labels)
+    P = jax.sharding.PartitionSpec
+    row = P(outer if len(outer) > 1 else outer[0])
+    # On an explicit mesh the tokens' split is in h's type: those axes are manual
+    # too, so each device streams only its tokens (on an Auto mesh they stay
+    # automatic, and the partitioner keeps h's split through the shard_map).
+    spec = getattr(explicit_sharding(h), "spec", None)
+    batch = _as_axes(spec[0]) if spec and spec[0] is not None else ()
+    if set(batch) & set(outer):
+        batch = ()
+    tok = P(batch if len(batch) > 1 else batch[0]) if batch else P()
+    f = jax.shard_map(
+        functools.partial(_split_local, cfg, transform, outer),
+        in_specs=(P(), tok, tuple(row for _ in params), None if sw is None else row, tok),
+        out_specs=tok, axis_names=frozenset(outer + batch),
+    )
+    return f(theta, h, params, sw, labels)

@@ -15,8 +15,7 @@ from jax import lax
 
 from .._checks import check_labels, is_concrete
 from .._reduce import Mean, Stream, Unreduced, compute_dtype
-from .._sharding import to_varying
-from ._engine import Config, Stats, explicit_sharding, fused_sum, local_stats, token_chunk_size
+from ._engine import Config, explicit_sharding, fused_sum, outer_axes, split_stats, token_chunk_size
 
 __all__ = [
     "PRECISIONS", "check_head", "check_nonnegative_labels", "default_chunk_size", "head_cross_entropy",
@@ -85,21 +84,6 @@ class _CrossEntropyRows(NamedTuple):
         return value
 
 
-def _global_stats(stats, axis_name, v_local):
-    """Combine the per-device statistics of a vocabulary split over ``axis_name``:
-    one ``pmax`` and one ``psum`` of ``[N]`` vectors (and two small ones for
-    the argmax, whose ties go to the lowest global column)."""
-    if axis_name is None:
-        return stats
-    lse, zy, sz, top, am = stats
-    m = lax.pmax(lax.stop_gradient(lse), axis_name)
-    e, zy, sz = lax.psum((jnp.exp(lse - m), zy, sz), axis_name)
-    top_all = lax.pmax(lax.stop_gradient(top), axis_name)
-    offset = lax.axis_index(axis_name) * v_local
-    cand = jnp.where(top == top_all, am + offset, jnp.iinfo(jnp.int32).max)
-    return Stats(m + jnp.log(e), zy, sz, top_all, lax.pmin(cand, axis_name))
-
-
 def _summarize(per_element, counted):
     """``return_stats``: the per-token log-sum-exp, and the mean of ``lse**2`` and
     of argmax hits over the counted tokens (no gradients)."""
@@ -127,27 +111,36 @@ def head_cross_entropy(hidden, params, labels, transform, theta, hp, *, smooth_w
     products per class). Shared by every loss with a large softmax head."""
     weight = params[0]
     lead = labels.shape
-    v_local = weight.shape[0]
+    # Under plain jit with the vocabulary split over mesh axes (axis_name naming
+    # them, or the weight's rows split on an explicit mesh): a shard_map of our own.
+    outer = outer_axes(weight, axis_name)
+    n_split = 1
+    if outer:
+        mesh = jax.sharding.get_abstract_mesh()
+        n_split = int(np.prod([mesh.shape[a] for a in outer]))
+        if weight.shape[0] % n_split:
+            raise ValueError(f"the vocabulary ({weight.shape[0]} rows of weight) must divide evenly over mesh axes "
+                             f"{outer} ({n_split} devices)")
+        if hp[2] is not None:
+            raise ValueError("class_weights with a vocabulary split over mesh axes is not supported (each device "
+                             "would need the weights of the whole vocabulary); weight the tokens with "
+                             "weights=class_weights[labels] instead")
+        axis_name = outer
+    v_local = weight.shape[0] // n_split
     h2 = hidden.reshape((-1, hidden.shape[-1]))
     y = labels.reshape((-1,)).astype(jnp.int32)
     acc = compute_dtype(hidden, weight)
-    local = y
-    if axis_name is not None:
-        # Gradients of hidden and theta are partial sums over the vocabulary
-        # shards: marking them varying makes JAX sum them over the axis.
-        h2 = to_varying(h2, axis_name)
-        theta = jax.tree_util.tree_map(lambda t: to_varying(t, axis_name), theta)
-        local = y - lax.axis_index(axis_name) * v_local
-    vocab = v_local if axis_name is None else v_local * lax.axis_size(axis_name)
+    vocab = v_local if axis_name is None else v_local * (n_split if outer else lax.axis_size(axis_name))
     rows = _CrossEntropyRows(vocab, ignore_index)
     if chunk_size is None:
         chunk = max(1, default_chunk_size(h2.shape[0] * columns_per_class, v_local))
     else:
         chunk = min(int(chunk_size), v_local)
-    stats = _global_stats(
-        local_stats(Config(chunk, precision, acc), transform, theta, h2, params, smooth_weights, local),
-        axis_name, v_local,
-    )
+    cfg = Config(chunk, precision, acc)
+    if outer:
+        stats = split_stats(cfg, transform, theta, h2, params, smooth_weights, y, outer=outer)
+    else:
+        stats = split_stats(cfg, transform, theta, h2, params, smooth_weights, y, axis_name)
     value = rows(stats.lse, stats.target, stats.smooth, y, hp)
     per_token = {"lse": stats.lse.reshape(lead), "correct": (stats.argmax == y).reshape(lead)}
 
@@ -211,9 +204,9 @@ def check_head(name, hidden, weight, labels, *, hidden_arg, ranks, shapes, trans
     """The trace-time checks every streamed head shares, worded for its loss:
     ``hidden [..., D]``, ``weight`` of one of ``ranks`` (described by
     ``shapes``) sharing ``D``, at least one row (``empty`` otherwise), labels of
-    ``hidden``'s shape without ``D``, a valid ``precision``, no vocabulary split
-    of an explicit mesh on ``weight`` or ``params`` (``sharded(arg, axes)`` words
-    that error), and labels in range (only ``>= 0`` with ``axis_name``: the
+    ``hidden``'s shape without ``D``, a valid ``precision``, ``params`` split over
+    the vocabulary like ``weight`` on an explicit mesh (``sharded(arg, axes,
+    weight_axes)`` words that error), and labels in range (only ``>= 0`` with ``axis_name``: the
     vocabulary is then split and the upper bound is global)."""
     if hidden.ndim < 1:
         raise ValueError(f"{name}: {hidden_arg} must have shape [..., D], got a scalar")
@@ -235,10 +228,15 @@ def check_head(name, hidden, weight, labels, *, hidden_arg, ranks, shapes, trans
         raise ValueError(
             f"{name}: precision must be None, a jax.lax.Precision or one of {PRECISIONS[1:]}, got {precision!r}"
         )
-    for arg, x in (("weight", weight), *params):
-        split = sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
-        if split:
-            raise ValueError(f"{name}: {sharded(arg, split)}")
+    # A weight whose rows are split on an explicit mesh is streamed by a shard_map of the
+    # head's own (outer_axes); the arrays sliced with it must be split the same way.
+    split_w = sharded_axes(weight, 0)
+    for arg, x in params:
+        if x is None or not hasattr(x, "dtype"):
+            continue
+        split = sharded_axes(x, 0)
+        if split != split_w:
+            raise ValueError(f"{name}: {sharded(arg, split, split_w)}")
     if axis_name is None:
         check_labels(name, labels, weight.shape[0], ignore_index)
     else:
