@@ -460,3 +460,185 @@ def test_grpo_new_options_rejected_when_out_of_range():
         jaxloss.grpo_loss(*GRPO_ARGS, loss_type="sapo", sapo_temperature_neg=-1.0)
     with pytest.raises(TypeError, match="grpo_loss: kl_bias_correction"):
         jaxloss.grpo_loss(*GRPO_ARGS, kl_bias_correction=1)
+
+
+# ---- DPO's further loss types, KTO and CPO ---------------------------------------------------------
+
+
+def np_sig(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def np_dpo2(pc, pr, rc, rr, beta, eps, kind, tau=0.05, where=None):
+    """TRL's per-pair DPO losses, float64; AOT's sorted terms at the entry holding the k-th
+    smallest policy quantity, over the entries ``where`` keeps (elsewhere 0)."""
+    c, r = pc - rc, pr - rr
+    h = c - r
+    if kind in ("sigmoid", "hinge", "ipo", "robust"):
+        return np_dpo(pc, pr, rc, rr, beta, eps, kind)
+    z = beta * h
+    if kind == "exo_pair":
+        return (np_sig(z) * (np_log_sigmoid(z) - np.log(1 - eps))
+                + np_sig(-z) * (np_log_sigmoid(-z) - np.log(eps)))
+    if kind == "nca_pair":
+        return -np_log_sigmoid(beta * c) - 0.5 * np_log_sigmoid(-beta * c) - 0.5 * np_log_sigmoid(-beta * r)
+    if kind == "bco_pair":
+        return -np_log_sigmoid(beta * c) - np_log_sigmoid(-beta * r)
+    if kind == "sppo_hard":
+        return (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2
+    if kind == "apo_zero":
+        return 1 - np_sig(beta * c) + np_sig(beta * r)
+    if kind == "apo_down":
+        return np_sig(beta * c) + 1 - np_sig(beta * h)
+    if kind == "discopop":
+        mod = np_sig(z / tau)
+        return -np_log_sigmoid(z) * (1 - mod) + np.exp(-z) * mod
+    keep = np.ones(h.shape, bool) if where is None else np.asarray(where, bool)
+    a, b = ((pc - pr), (rc - rr)) if kind == "aot" else (c, r)
+    idx = np.flatnonzero(keep)
+    a_idx = idx[np.argsort(a[idx], kind="stable")]
+    d = np.sort(a[idx]) - np.sort(b[idx])
+    out = np.zeros(h.shape)
+    out[a_idx] = -(1 - eps) * np_log_sigmoid(beta * d) - eps * np_log_sigmoid(-beta * d)
+    return out
+
+
+NEW_DPO = ("exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero", "apo_down",
+           "discopop")
+
+
+@pytest.mark.parametrize("kind", NEW_DPO)
+def test_dpo_trl_loss_types_against_numpy_and_central_differences(kind):
+    beta, eps, tau = 0.3, 0.1, 0.07
+    x64 = [a.astype(np.float64) for a in PAIRS]
+    hp = dict(beta=beta, label_smoothing=eps, loss_type=kind, discopop_tau=tau)
+    for reduction in REDUCTIONS:
+        for kw in ({}, {"weights": WEIGHTS}, {"where": WHERE}):
+            ref = np_dpo2(*x64, beta, eps, kind, tau, kw.get("where"))
+            out = jaxloss.dpo_loss(*PAIRS, **hp, reduction=reduction, **kw)
+            assert_close(out, reduce_ref(ref, reduction, kw.get("weights"), kw.get("where")), rtol=2e-5, atol=1e-5)
+    grads = jax.grad(lambda *a: jaxloss.dpo_loss(*a, **hp, where=WHERE), argnums=(0, 1, 2, 3))(*PAIRS)
+    for i, g in enumerate(grads):
+        expected = _num_grad(lambda *a: reduce_ref(np_dpo2(*a, beta, eps, kind, tau, WHERE), "mean", where=WHERE),
+                             x64, i)
+        assert_close(g, expected, rtol=1e-3, atol=1e-5)
+        assert np.all(np.asarray(g)[~WHERE] == 0)
+
+
+def test_dpo_aot_sorts_over_the_batch_and_masked_entries_leave_the_sort():
+    x64 = [a.astype(np.float64) for a in PAIRS]
+    for kind in ("aot", "aot_unpaired"):
+        # a permutation of the batch does not change the mean; the sorted pairs differ from the paired ones
+        perm = np.array([3, 0, 5, 1, 4, 2])
+        a = jaxloss.dpo_loss(*PAIRS, loss_type=kind)
+        b = jaxloss.dpo_loss(*(x[perm] for x in PAIRS), loss_type=kind)
+        assert_close(a, b, rtol=1e-6, atol=1e-7)
+        # masked entries (even NaN) neither enter the sort nor the gradient
+        bad = [x.copy() for x in PAIRS]
+        for x in bad:
+            x[~WHERE] = np.nan
+        val, g = jax.value_and_grad(lambda pc: jaxloss.dpo_loss(pc, *bad[1:], loss_type=kind, where=WHERE))(bad[0])
+        assert_close(val, reduce_ref(np_dpo2(*x64, 0.1, 0.0, kind, where=WHERE), "mean", where=WHERE), rtol=2e-5)
+        assert np.all(np.isfinite(g)) and np.all(np.asarray(g)[~WHERE] == 0)
+    assert not np.isclose(float(jaxloss.dpo_loss(*PAIRS, loss_type="aot")), float(jaxloss.dpo_loss(*PAIRS)))
+
+
+def test_dpo_new_types_edges():
+    with pytest.raises(ValueError, match="dpo_loss: loss_type='exo_pair' needs label_smoothing > 0"):
+        jaxloss.dpo_loss(*PAIRS, loss_type="exo_pair")
+    # discopop: finite where exp(-beta h) alone overflows float32
+    big = jnp.array([1e4, -1e4, 0.0])
+    z = jnp.zeros(3)
+    out = jaxloss.dpo_loss(big, z, z, z, beta=1.0, loss_type="discopop", reduction="none")
+    g = jax.grad(lambda x: jaxloss.dpo_loss(x, z, z, z, beta=1.0, loss_type="discopop"))(big)
+    assert np.all(np.isfinite(np.asarray(out)[[0, 2]])) and np.all(np.isfinite(g))
+    assert_close(out[2], np.log(2) * 0.5 + 0.5)  # h = 0: mixing weight 1/2 of log 2 and e^0
+
+
+def np_kto(pi, ref, desirable, kl, beta, wd, wu, kind):
+    x = pi - ref
+    z0 = max(kl, 0.0)
+    if kind == "kto":
+        good, bad = 1 - np_sig(beta * (x - z0)), 1 - np_sig(beta * (z0 - x))
+    else:
+        good, bad = 1 - np_sig(beta * x), np_sig(beta * x)
+    return np.where(desirable, wd * good, wu * bad)
+
+
+KTO_PI, KTO_REF = _f32(-RNG.uniform(5, 15, size=6), -RNG.uniform(5, 15, size=6))
+DESIRABLE = np.array([True, True, False, True, False, False])
+
+
+@pytest.mark.parametrize("kind", ["kto", "apo_zero_unpaired"])
+def test_kto_against_numpy_and_central_differences(kind):
+    x64 = [KTO_PI.astype(np.float64), KTO_REF.astype(np.float64)]
+    for kl in (0.4, -0.3):  # a negative batch KL is clamped at 0
+        hp = dict(kl=kl, beta=0.3, desirable_weight=1.5, undesirable_weight=0.7, loss_type=kind)
+        ref = np_kto(*x64, DESIRABLE, kl, 0.3, 1.5, 0.7, kind)
+        for reduction in REDUCTIONS:
+            for kw in ({}, {"weights": WEIGHTS}, {"where": WHERE}):
+                out = jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, **hp, reduction=reduction, **kw)
+                # "mean" is the plain mean of the weighted terms: lambda_D, lambda_U are not in the denominator
+                assert_close(out, reduce_ref(ref, reduction, kw.get("weights"), kw.get("where")), rtol=2e-5,
+                             atol=1e-6)
+        g = jax.grad(lambda a, b, k: jaxloss.kto_loss(a, b, DESIRABLE, **{**hp, "kl": k}), argnums=(0, 1, 2))(
+            KTO_PI, KTO_REF, jnp.float32(kl))
+        for i in range(2):
+            num = _num_grad(lambda *a: np_kto(*a, DESIRABLE, kl, 0.3, 1.5, 0.7, kind).mean(), x64, i)
+            assert_close(g[i], num, rtol=1e-3, atol=1e-6)
+        assert float(g[2]) == 0.0  # the KL reference point is stop-gradiented
+    if kind == "kto":  # the reference point shifts the loss
+        assert not np.isclose(float(jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, kl=0.5)),
+                              float(jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE)))
+    else:  # apo_zero_unpaired ignores it
+        assert_close(jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, kl=0.5, loss_type=kind),
+                     jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, loss_type=kind), rtol=0, atol=0)
+
+
+def test_kto_errors_and_class():
+    with pytest.raises(TypeError, match="kto_loss: desirable must be boolean"):
+        jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE.astype(np.float32))
+    with pytest.raises(ValueError, match="kto_loss: desirable"):
+        jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE[:3])
+    with pytest.raises(ValueError, match="kto_loss: loss_type"):
+        jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, loss_type="bco")
+    crit = jaxloss.KTOLoss(beta=0.2, desirable_weight=1.33)
+    assert_close(crit(KTO_PI, KTO_REF, DESIRABLE), jaxloss.kto_loss(KTO_PI, KTO_REF, DESIRABLE, beta=0.2,
+                                                                      desirable_weight=1.33))
+
+
+def np_cpo(c, r, beta, eps, kind, gamma):
+    h = c - r - (gamma / beta if kind == "simpo" else 0.0)
+    z = beta * h
+    if kind in ("sigmoid", "simpo"):
+        return -(1 - eps) * np_log_sigmoid(z) - eps * np_log_sigmoid(-z)
+    if kind == "hinge":
+        return np.maximum(0.0, 1 - z)
+    return (h - 1 / (2 * beta)) ** 2
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "hinge", "ipo", "simpo"])
+def test_cpo_against_numpy_and_central_differences(kind):
+    c, r = PAIRS[0], PAIRS[1]
+    x64 = [c.astype(np.float64), r.astype(np.float64)]
+    hp = dict(beta=0.3, label_smoothing=0.1, loss_type=kind, simpo_gamma=0.4)
+    ref = np_cpo(*x64, 0.3, 0.1, kind, 0.4)
+    for reduction in REDUCTIONS:
+        for kw in ({}, {"weights": WEIGHTS}, {"where": WHERE}):
+            out = jaxloss.cpo_loss(c, r, **hp, reduction=reduction, **kw)
+            assert_close(out, reduce_ref(ref, reduction, kw.get("weights"), kw.get("where")), rtol=2e-5, atol=1e-5)
+    g = jax.grad(lambda a, b: jaxloss.cpo_loss(a, b, **hp, reduction="sum"), argnums=(0, 1))(c, r)
+    for i in range(2):
+        assert_close(g[i], _num_grad(lambda *a: np_cpo(*a, 0.3, 0.1, kind, 0.4).sum(), x64, i), rtol=1e-3,
+                     atol=1e-5)
+
+
+def test_cpo_simpo_is_simpo_and_cpo_is_reference_free_dpo():
+    c, r = _f32(-RNG.uniform(0.2, 3, size=6), -RNG.uniform(0.2, 3, size=6))
+    assert_close(jaxloss.cpo_loss(c, r, beta=2.0, loss_type="simpo", simpo_gamma=0.8, label_smoothing=0.1),
+                 jaxloss.simpo_loss(c, r, beta=2.0, gamma=0.8, label_smoothing=0.1), rtol=1e-6)
+    z = np.zeros(6, np.float32)
+    for kind in ("sigmoid", "hinge", "ipo"):
+        assert_close(jaxloss.cpo_loss(c, r, beta=0.4, loss_type=kind),
+                     jaxloss.dpo_loss(c, r, z, z, beta=0.4, loss_type=kind), rtol=1e-6)
+    assert jaxloss.CPOLoss.__name__ == "CPOLoss" and jaxloss.KTOLoss.__name__ == "KTOLoss"
