@@ -288,8 +288,13 @@ def token_logprobs(logits, labels, *, temperature=1.0, return_entropy=False):
     logp = jnp.where((y >= 0) & (y < vocab), picked - lse, jnp.nan)
     if not return_entropy:
         return logp
-    p = jnp.exp(u - lse[..., None])
-    return logp, lse - jnp.sum(p * u, axis=-1)
+    # H = sum e^(u-m) (m - u) / s + log s with m the maximum: non-negative terms, no
+    # cancellation of two large numbers when the distribution is peaked
+    m = jax.lax.stop_gradient(jnp.max(u, axis=-1, keepdims=True))
+    d = m - u
+    e = jnp.exp(-d)
+    s = jnp.sum(e, axis=-1)
+    return logp, jnp.sum(e * d, axis=-1) / s + jnp.log(s)
 
 
 def linear_token_logprobs(hidden, weight, labels, *, temperature=1.0, return_entropy=False, chunk_size=None):
