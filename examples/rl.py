@@ -14,6 +14,8 @@ is printed before and after, and the reward curve is drawn.
 
     python examples/rl.py --small    # the size CI runs (well under a minute on a CPU)
     python examples/rl.py            # longer
+    python examples/rl.py --large    # a larger vocabulary, longer completions
+    python examples/rl.py --out DIR --seed 1   # where the plot goes (default examples/out/), another seed
 """
 
 from __future__ import annotations
