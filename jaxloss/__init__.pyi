@@ -1166,45 +1166,56 @@ class VocabParallelCrossEntropy(FunctionLoss):
 
 def default_chunk_size(num_tokens: 'int', vocab_size: 'int') -> 'int': ...
 
-def sequence_logprobs(logits, labels, *, mask=None, average=False): ...
+def sequence_logprobs(logits, labels, *, mask=None, average=False, temperature=1.0): ...
 
-def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None, axis_name=None): ...
+def linear_sequence_logprobs(hidden, weight, labels, *, mask=None, average=False, chunk_size=None, temperature=1.0, axis_name=None): ...
+
+def token_logprobs(logits, labels, *, temperature=1.0, return_entropy=False): ...
+
+def linear_token_logprobs(hidden, weight, labels, *, temperature=1.0, return_entropy=False, chunk_size=None): ...
 
 @overload
 def dpo_loss(
-    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., discopop_tau: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
 def dpo_loss(
-    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., discopop_tau: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
 class DPOLoss(FunctionLoss):
     beta: ArrayLike
     label_smoothing: ArrayLike
-    loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust']
+    discopop_tau: ArrayLike
+    loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop']
     reduction: AnyReduction
-    def __init__(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust'] = ..., reduction: AnyReduction = ...) -> DPOLoss: ...  # type: ignore[override]
+    def __init__(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., discopop_tau: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., discopop_tau: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'robust', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'aot_unpaired', 'apo_zero', 'apo_down', 'discopop'] = ..., reduction: AnyReduction = ...) -> DPOLoss: ...  # type: ignore[override]
     def __call__(self, policy_chosen_logps: ArrayLike, policy_rejected_logps: ArrayLike, reference_chosen_logps: ArrayLike, reference_rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def grpo_loss(
-    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., delta: ArrayLike | None = ..., sapo_temperature_pos: ArrayLike = ..., sapo_temperature_neg: ArrayLike = ..., loss_type: Literal['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] = ..., importance_sampling_level: Literal['token', 'sequence'] = ..., kl_bias_correction: bool = ..., normalization: Literal['token', 'sequence', 'constant'] | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
 @overload
 def grpo_loss(
-    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+    logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., delta: ArrayLike | None = ..., sapo_temperature_pos: ArrayLike = ..., sapo_temperature_neg: ArrayLike = ..., loss_type: Literal['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] = ..., importance_sampling_level: Literal['token', 'sequence'] = ..., kl_bias_correction: bool = ..., normalization: Literal['token', 'sequence', 'constant'] | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> jax.Array: ...
 
 class GRPOLoss(FunctionLoss):
     beta: ArrayLike
     epsilon_low: ArrayLike
     epsilon_high: ArrayLike
-    normalization: Literal['token', 'sequence', 'constant']
+    delta: ArrayLike | None
+    sapo_temperature_pos: ArrayLike
+    sapo_temperature_neg: ArrayLike
+    loss_type: Literal['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo']
+    importance_sampling_level: Literal['token', 'sequence']
+    kl_bias_correction: bool
+    normalization: Literal['token', 'sequence', 'constant'] | None
     reduction: AnyReduction
-    def __init__(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> None: ...
-    def replace(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., normalization: Literal['token', 'sequence', 'constant'] = ..., reduction: AnyReduction = ...) -> GRPOLoss: ...  # type: ignore[override]
+    def __init__(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., delta: ArrayLike | None = ..., sapo_temperature_pos: ArrayLike = ..., sapo_temperature_neg: ArrayLike = ..., loss_type: Literal['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] = ..., importance_sampling_level: Literal['token', 'sequence'] = ..., kl_bias_correction: bool = ..., normalization: Literal['token', 'sequence', 'constant'] | None = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., epsilon_low: ArrayLike = ..., epsilon_high: ArrayLike = ..., delta: ArrayLike | None = ..., sapo_temperature_pos: ArrayLike = ..., sapo_temperature_neg: ArrayLike = ..., loss_type: Literal['grpo', 'bnpo', 'dr_grpo', 'dapo', 'cispo', 'sapo'] = ..., importance_sampling_level: Literal['token', 'sequence'] = ..., kl_bias_correction: bool = ..., normalization: Literal['token', 'sequence', 'constant'] | None = ..., reduction: AnyReduction = ...) -> GRPOLoss: ...  # type: ignore[override]
     def __call__(self, logps: ArrayLike, old_logps: ArrayLike, ref_logps: ArrayLike, advantages: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
@@ -1239,6 +1250,45 @@ class SimPOLoss(FunctionLoss):
     reduction: AnyReduction
     def __init__(self, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, beta: ArrayLike = ..., gamma: ArrayLike = ..., label_smoothing: ArrayLike = ..., reduction: AnyReduction = ...) -> SimPOLoss: ...  # type: ignore[override]
+    def __call__(self, chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def kto_loss(
+    policy_logps: ArrayLike, reference_logps: ArrayLike, desirable: ArrayLike, *, kl: ArrayLike = ..., beta: ArrayLike = ..., desirable_weight: ArrayLike = ..., undesirable_weight: ArrayLike = ..., loss_type: Literal['kto', 'apo_zero_unpaired'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def kto_loss(
+    policy_logps: ArrayLike, reference_logps: ArrayLike, desirable: ArrayLike, *, kl: ArrayLike = ..., beta: ArrayLike = ..., desirable_weight: ArrayLike = ..., undesirable_weight: ArrayLike = ..., loss_type: Literal['kto', 'apo_zero_unpaired'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class KTOLoss(FunctionLoss):
+    kl: ArrayLike
+    beta: ArrayLike
+    desirable_weight: ArrayLike
+    undesirable_weight: ArrayLike
+    loss_type: Literal['kto', 'apo_zero_unpaired']
+    reduction: AnyReduction
+    def __init__(self, *, kl: ArrayLike = ..., beta: ArrayLike = ..., desirable_weight: ArrayLike = ..., undesirable_weight: ArrayLike = ..., loss_type: Literal['kto', 'apo_zero_unpaired'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, kl: ArrayLike = ..., beta: ArrayLike = ..., desirable_weight: ArrayLike = ..., undesirable_weight: ArrayLike = ..., loss_type: Literal['kto', 'apo_zero_unpaired'] = ..., reduction: AnyReduction = ...) -> KTOLoss: ...  # type: ignore[override]
+    def __call__(self, policy_logps: ArrayLike, reference_logps: ArrayLike, desirable: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def cpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., simpo_gamma: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'simpo'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def cpo_loss(
+    chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., simpo_gamma: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'simpo'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class CPOLoss(FunctionLoss):
+    beta: ArrayLike
+    label_smoothing: ArrayLike
+    simpo_gamma: ArrayLike
+    loss_type: Literal['sigmoid', 'hinge', 'ipo', 'simpo']
+    reduction: AnyReduction
+    def __init__(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., simpo_gamma: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'simpo'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, beta: ArrayLike = ..., label_smoothing: ArrayLike = ..., simpo_gamma: ArrayLike = ..., loss_type: Literal['sigmoid', 'hinge', 'ipo', 'simpo'] = ..., reduction: AnyReduction = ...) -> CPOLoss: ...  # type: ignore[override]
     def __call__(self, chosen_logps: ArrayLike, rejected_logps: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload

@@ -217,7 +217,7 @@ def test_forecasting(tmp_path):
 
 @pytest.mark.parametrize("name", ["quickstart", "regression_outliers", "imbalanced_classification",
                                   "segmentation", "metric_learning", "language_model", "forecasting",
-                                  "contrastive", "ctc_ocr", "detection"])
+                                  "contrastive", "ctc_ocr", "detection", "rl"])
 def test_example_has_size_flags_and_docstring(name):
     source = (EXAMPLES / f"{name}.py").read_text()
     for flag in ("--small", "--large", "--out", "--seed"):
@@ -240,3 +240,15 @@ def test_post_training(tmp_path):
         assert end < start - 0.5, kind  # the student learns from the teacher
     assert number(r"margin [-\d.]+ -> ([-\d.]+)", out) > number(r"margin ([-\d.]+) ->", out) + 1.0
     assert pngs(tmp_path) == ["post_training.png"]
+
+
+@pytest.mark.slow
+def test_rl(tmp_path):
+    out = run_example("rl", tmp_path)
+    before = number(r"mean reward: before ([\d.]+)", out)
+    after = number(r"mean reward: before [\d.]+, after ([\d.]+)", out)
+    # the GRPO-trained policy solves much of the verifiable task (chance 1/16)
+    assert before < 0.15 and after > before + 0.25, (before, after)
+    assert number(r"mean token entropy: [\d.]+ -> ([\d.]+)", out) < number(r"mean token entropy: ([\d.]+) ->", out)
+    assert number(r"total time: ([\d.]+) s", out) < 60
+    assert pngs(tmp_path) == ["rl.png"]
