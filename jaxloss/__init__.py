@@ -175,6 +175,19 @@ from .segmentation import lovasz_hinge_loss as lovasz_hinge_loss
 from .segmentation import lovasz_softmax_loss as lovasz_softmax_loss
 from .segmentation import multiclass_dice_loss as multiclass_dice_loss
 from .segmentation import tversky_loss as tversky_loss
+from .self_supervised import BarlowTwinsLoss as BarlowTwinsLoss
+from .self_supervised import DINOLoss as DINOLoss
+from .self_supervised import KoLeoLoss as KoLeoLoss
+from .self_supervised import NegativeCosineLoss as NegativeCosineLoss
+from .self_supervised import SwAVLoss as SwAVLoss
+from .self_supervised import VICRegLoss as VICRegLoss
+from .self_supervised import barlow_twins_loss as barlow_twins_loss
+from .self_supervised import dino_center_update as dino_center_update
+from .self_supervised import dino_loss as dino_loss
+from .self_supervised import koleo_loss as koleo_loss
+from .self_supervised import negative_cosine_loss as negative_cosine_loss
+from .self_supervised import swav_loss as swav_loss
+from .self_supervised import vicreg_loss as vicreg_loss
 from .sequence import CTCLoss as CTCLoss
 from .sequence import RNNTLoss as RNNTLoss
 from .sequence import ctc_loss as ctc_loss
@@ -359,4 +372,17 @@ __all__ = [
     "rnnt_loss",
     "RNNTLoss",
     "lengths_from_paddings",
+    "vicreg_loss",
+    "VICRegLoss",
+    "barlow_twins_loss",
+    "BarlowTwinsLoss",
+    "negative_cosine_loss",
+    "NegativeCosineLoss",
+    "koleo_loss",
+    "KoLeoLoss",
+    "dino_loss",
+    "DINOLoss",
+    "dino_center_update",
+    "swav_loss",
+    "SwAVLoss",
 ]
