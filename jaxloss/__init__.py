@@ -52,6 +52,12 @@ from .divergence import distillation_loss as distillation_loss
 from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
+from .image import MSSSIMLoss as MSSSIMLoss
+from .image import SSIMLoss as SSIMLoss
+from .image import TotalVariationLoss as TotalVariationLoss
+from .image import ms_ssim_loss as ms_ssim_loss
+from .image import ssim_loss as ssim_loss
+from .image import total_variation_loss as total_variation_loss
 from .large_vocab import LinearCrossEntropy as LinearCrossEntropy
 from .large_vocab import LinearDistillationLoss as LinearDistillationLoss
 from .large_vocab import VocabParallelCrossEntropy as VocabParallelCrossEntropy
@@ -385,4 +391,10 @@ __all__ = [
     "dino_center_update",
     "swav_loss",
     "SwAVLoss",
+    "ssim_loss",
+    "SSIMLoss",
+    "ms_ssim_loss",
+    "MSSSIMLoss",
+    "total_variation_loss",
+    "TotalVariationLoss",
 ]
