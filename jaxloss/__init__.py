@@ -52,6 +52,10 @@ from .divergence import distillation_loss as distillation_loss
 from .divergence import generalized_kl_divergence as generalized_kl_divergence
 from .divergence import js_divergence as js_divergence
 from .divergence import kl_divergence as kl_divergence
+from .gan import GANLoss as GANLoss
+from .gan import gan_loss as gan_loss
+from .geometry import ChamferDistance as ChamferDistance
+from .geometry import chamfer_distance as chamfer_distance
 from .image import MSSSIMLoss as MSSSIMLoss
 from .image import SSIMLoss as SSIMLoss
 from .image import TotalVariationLoss as TotalVariationLoss
@@ -397,4 +401,8 @@ __all__ = [
     "MSSSIMLoss",
     "total_variation_loss",
     "TotalVariationLoss",
+    "chamfer_distance",
+    "ChamferDistance",
+    "gan_loss",
+    "GANLoss",
 ]
