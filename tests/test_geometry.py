@@ -92,7 +92,7 @@ def test_gradient_matches_central_differences():
 
 def test_default_chunk_and_errors():
     assert jaxloss.geometry.default_chamfer_chunk(100, 100) == 100
-    assert jaxloss.geometry.default_chamfer_chunk(16384, 16384) == 256
+    assert jaxloss.geometry.default_chamfer_chunk(16384, 16384) == 64
     with pytest.raises(ValueError, match="chamfer_distance: points_a and points_b must be batched clouds"):
         jaxloss.chamfer_distance(A[0], B[0])
     with pytest.raises(ValueError, match="chamfer_distance: .* must share the batch size"):
