@@ -15,6 +15,9 @@ from . import (
     detection,
     distillation,
     divergence,
+    gan,
+    geometry,
+    image,
     large_vocab,
     logprobs,
     margin_softmax,
@@ -26,6 +29,7 @@ from . import (
     ranking,
     regression,
     segmentation,
+    self_supervised,
     sequence,
     train,
 )
@@ -46,6 +50,9 @@ from .binary import *  # noqa: F403
 from .detection import *  # noqa: F403
 from .distillation import *  # noqa: F403
 from .divergence import *  # noqa: F403
+from .gan import *  # noqa: F403
+from .geometry import *  # noqa: F403
+from .image import *  # noqa: F403
 from .large_vocab import *  # noqa: F403
 from .logprobs import *  # noqa: F403
 from .margin_softmax import *  # noqa: F403
@@ -57,6 +64,7 @@ from .probabilistic import *  # noqa: F403
 from .ranking import *  # noqa: F403
 from .regression import *  # noqa: F403
 from .segmentation import *  # noqa: F403
+from .self_supervised import *  # noqa: F403
 from .sequence import *  # noqa: F403
 from .train import *  # noqa: F403
 
@@ -65,8 +73,9 @@ __version__ = "0.1.0"
 #: The public modules, in the order of the API reference (their ``__all__`` lists
 #: are re-exported here).
 _MODULES = (
-    regression, binary, multiclass, divergence, distillation, segmentation, detection, metric, multimodal,
-    margin_softmax, large_vocab, logprobs, preference, ranking, probabilistic, sequence, train,
+    regression, binary, multiclass, divergence, distillation, segmentation, detection, image, metric, multimodal,
+    self_supervised, margin_softmax, large_vocab, logprobs, preference, ranking, probabilistic, sequence, geometry,
+    gan, train,
 )
 _CORE = ["REGISTRY", "Example", "Interval", "Layout", "LossSpec", "Mean", "Role", "Static", "Unreduced", "loss",
          "value_checks", "Loss", "WeightedSum"]

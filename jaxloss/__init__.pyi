@@ -866,6 +866,62 @@ class GIoULoss(FunctionLoss):
     def __call__(self, pred_boxes: ArrayLike, target_boxes: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
+def ssim_loss(
+    pred: ArrayLike, target: ArrayLike, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def ssim_loss(
+    pred: ArrayLike, target: ArrayLike, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SSIMLoss(FunctionLoss):
+    max_val: ArrayLike
+    filter_sigma: ArrayLike
+    k1: ArrayLike
+    k2: ArrayLike
+    filter_size: int
+    reduction: AnyReduction
+    def __init__(self, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., reduction: AnyReduction = ...) -> SSIMLoss: ...  # type: ignore[override]
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def ms_ssim_loss(
+    pred: ArrayLike, target: ArrayLike, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., power_factors: tuple[float, ...] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def ms_ssim_loss(
+    pred: ArrayLike, target: ArrayLike, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., power_factors: tuple[float, ...] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class MSSSIMLoss(FunctionLoss):
+    max_val: ArrayLike
+    filter_sigma: ArrayLike
+    k1: ArrayLike
+    k2: ArrayLike
+    filter_size: int
+    power_factors: tuple[float, ...]
+    reduction: AnyReduction
+    def __init__(self, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., power_factors: tuple[float, ...] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, max_val: ArrayLike = ..., filter_sigma: ArrayLike = ..., k1: ArrayLike = ..., k2: ArrayLike = ..., filter_size: int = ..., power_factors: tuple[float, ...] = ..., reduction: AnyReduction = ...) -> MSSSIMLoss: ...  # type: ignore[override]
+    def __call__(self, pred: ArrayLike, target: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def total_variation_loss(
+    images: ArrayLike, *, reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def total_variation_loss(
+    images: ArrayLike, *, reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class TotalVariationLoss(FunctionLoss):
+    reduction: AnyReduction
+    def __init__(self, *, reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, reduction: AnyReduction = ...) -> TotalVariationLoss: ...  # type: ignore[override]
+    def __call__(self, images: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
 def batch_triplet_loss(
     embeddings: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = ..., mining: Literal['batch_all', 'batch_hard', 'semi_hard'] = ..., squared: bool = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
 ) -> tuple[jax.Array, jax.Array]: ...
@@ -1073,6 +1129,117 @@ class SigLIPLoss(FunctionLoss):
     def __init__(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> None: ...
     def replace(self, *, scale: ArrayLike = ..., bias: ArrayLike = ..., normalize: bool = ..., axis_name: Any = ..., gather: Literal['all', 'ring'] = ..., reduction: AnyReduction = ...) -> SigLIPLoss: ...  # type: ignore[override]
     def __call__(self, a: ArrayLike, b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def vicreg_loss(
+    z_a: ArrayLike, z_b: ArrayLike, *, sim_coeff: ArrayLike = ..., std_coeff: ArrayLike = ..., cov_coeff: ArrayLike = ..., eps: ArrayLike = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def vicreg_loss(
+    z_a: ArrayLike, z_b: ArrayLike, *, sim_coeff: ArrayLike = ..., std_coeff: ArrayLike = ..., cov_coeff: ArrayLike = ..., eps: ArrayLike = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class VICRegLoss(FunctionLoss):
+    sim_coeff: ArrayLike
+    std_coeff: ArrayLike
+    cov_coeff: ArrayLike
+    eps: ArrayLike
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, sim_coeff: ArrayLike = ..., std_coeff: ArrayLike = ..., cov_coeff: ArrayLike = ..., eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, sim_coeff: ArrayLike = ..., std_coeff: ArrayLike = ..., cov_coeff: ArrayLike = ..., eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> VICRegLoss: ...  # type: ignore[override]
+    def __call__(self, z_a: ArrayLike, z_b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def barlow_twins_loss(
+    z_a: ArrayLike, z_b: ArrayLike, *, lambda_param: ArrayLike = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def barlow_twins_loss(
+    z_a: ArrayLike, z_b: ArrayLike, *, lambda_param: ArrayLike = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class BarlowTwinsLoss(FunctionLoss):
+    lambda_param: ArrayLike
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, lambda_param: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, lambda_param: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> BarlowTwinsLoss: ...  # type: ignore[override]
+    def __call__(self, z_a: ArrayLike, z_b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def negative_cosine_loss(
+    p: ArrayLike, z: ArrayLike, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def negative_cosine_loss(
+    p: ArrayLike, z: ArrayLike, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class NegativeCosineLoss(FunctionLoss):
+    eps: ArrayLike
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> NegativeCosineLoss: ...  # type: ignore[override]
+    def __call__(self, p: ArrayLike, z: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def koleo_loss(
+    z: ArrayLike, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def koleo_loss(
+    z: ArrayLike, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class KoLeoLoss(FunctionLoss):
+    eps: ArrayLike
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, eps: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> KoLeoLoss: ...  # type: ignore[override]
+    def __call__(self, z: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def dino_loss(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, center: ArrayLike, *, student_temp: ArrayLike = ..., teacher_temp: ArrayLike = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def dino_loss(
+    student_logits: ArrayLike, teacher_logits: ArrayLike, center: ArrayLike, *, student_temp: ArrayLike = ..., teacher_temp: ArrayLike = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class DINOLoss(FunctionLoss):
+    student_temp: ArrayLike
+    teacher_temp: ArrayLike
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, student_temp: ArrayLike = ..., teacher_temp: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, student_temp: ArrayLike = ..., teacher_temp: ArrayLike = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> DINOLoss: ...  # type: ignore[override]
+    def __call__(self, student_logits: ArrayLike, teacher_logits: ArrayLike, center: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+def dino_center_update(teacher_logits, center, *, momentum=0.9, where=None, axis_name=None): ...
+
+@overload
+def swav_loss(
+    scores: ArrayLike, *, temperature: ArrayLike = ..., epsilon: ArrayLike = ..., sinkhorn_iterations: int = ..., high_resolution_views: int | None = ..., axis_name: Any = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def swav_loss(
+    scores: ArrayLike, *, temperature: ArrayLike = ..., epsilon: ArrayLike = ..., sinkhorn_iterations: int = ..., high_resolution_views: int | None = ..., axis_name: Any = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class SwAVLoss(FunctionLoss):
+    temperature: ArrayLike
+    epsilon: ArrayLike
+    sinkhorn_iterations: int
+    high_resolution_views: int | None
+    axis_name: Any
+    reduction: AnyReduction
+    def __init__(self, *, temperature: ArrayLike = ..., epsilon: ArrayLike = ..., sinkhorn_iterations: int = ..., high_resolution_views: int | None = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, temperature: ArrayLike = ..., epsilon: ArrayLike = ..., sinkhorn_iterations: int = ..., high_resolution_views: int | None = ..., axis_name: Any = ..., reduction: AnyReduction = ...) -> SwAVLoss: ...  # type: ignore[override]
+    def __call__(self, scores: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 @overload
 def arcface_loss(
@@ -1450,3 +1617,38 @@ class RNNTLoss(FunctionLoss):
     def __call__(self, logits: ArrayLike, labels: ArrayLike, logit_lengths: ArrayLike, label_lengths: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
 
 def lengths_from_paddings(paddings: 'jax.typing.ArrayLike') -> 'jax.Array': ...
+
+@overload
+def chamfer_distance(
+    points_a: ArrayLike, points_b: ArrayLike, *, mask_a: ArrayLike | None = ..., mask_b: ArrayLike | None = ..., chunk_size: int | None = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def chamfer_distance(
+    points_a: ArrayLike, points_b: ArrayLike, *, mask_a: ArrayLike | None = ..., mask_b: ArrayLike | None = ..., chunk_size: int | None = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class ChamferDistance(FunctionLoss):
+    mask_a: ArrayLike | None
+    mask_b: ArrayLike | None
+    chunk_size: int | None
+    reduction: AnyReduction
+    def __init__(self, *, mask_a: ArrayLike | None = ..., mask_b: ArrayLike | None = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, mask_a: ArrayLike | None = ..., mask_b: ArrayLike | None = ..., chunk_size: int | None = ..., reduction: AnyReduction = ...) -> ChamferDistance: ...  # type: ignore[override]
+    def __call__(self, points_a: ArrayLike, points_b: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]
+
+@overload
+def gan_loss(
+    real_logits: ArrayLike, fake_logits: ArrayLike, *, kind: Literal['non_saturating', 'hinge', 'least_squares', 'wasserstein'] = ..., target: Literal['discriminator', 'generator'] = ..., reduction: Literal['sum_and_weight'], weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> tuple[jax.Array, jax.Array]: ...
+@overload
+def gan_loss(
+    real_logits: ArrayLike, fake_logits: ArrayLike, *, kind: Literal['non_saturating', 'hinge', 'least_squares', 'wasserstein'] = ..., target: Literal['discriminator', 'generator'] = ..., reduction: Reduction | None = ..., weights: ArrayLike | None = ..., where: ArrayLike | None = ...
+) -> jax.Array: ...
+
+class GANLoss(FunctionLoss):
+    kind: Literal['non_saturating', 'hinge', 'least_squares', 'wasserstein']
+    target: Literal['discriminator', 'generator']
+    reduction: AnyReduction
+    def __init__(self, *, kind: Literal['non_saturating', 'hinge', 'least_squares', 'wasserstein'] = ..., target: Literal['discriminator', 'generator'] = ..., reduction: AnyReduction = ...) -> None: ...
+    def replace(self, *, kind: Literal['non_saturating', 'hinge', 'least_squares', 'wasserstein'] = ..., target: Literal['discriminator', 'generator'] = ..., reduction: AnyReduction = ...) -> GANLoss: ...  # type: ignore[override]
+    def __call__(self, real_logits: ArrayLike, fake_logits: ArrayLike, *, weights: ArrayLike | None = ..., where: ArrayLike | None = ...) -> Any: ...  # type: ignore[override]

@@ -182,7 +182,8 @@ def test_readme_tour_runs_and_lists_every_loss():
 
 @pytest.mark.parametrize("module", ["_core", "_objects", "regression", "binary", "multiclass", "divergence",
                                     "segmentation", "metric", "large_vocab", "train", "ranking", "probabilistic",
-                                    "multimodal", "margin_softmax", "sequence", "detection", "preference"])
+                                    "multimodal", "margin_softmax", "sequence", "detection", "preference",
+                                    "self_supervised", "image", "geometry", "gan"])
 def test_docstring_examples_are_true(module):
     import doctest
     import importlib

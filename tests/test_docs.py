@@ -75,7 +75,8 @@ def test_api_reference_renders_math_and_every_public_name(site):
     import jaxloss
 
     for module in ("regression", "binary", "multiclass", "divergence", "segmentation", "metric", "large_vocab",
-                   "ranking", "probabilistic", "multimodal", "margin_softmax", "sequence", "detection", "preference"):
+                   "ranking", "probabilistic", "multimodal", "margin_softmax", "sequence", "detection", "preference",
+                   "self_supervised", "image", "geometry", "gan"):
         html = (site / "api" / module / "index.html").read_text()
         mod = getattr(jaxloss, module)
         for name in mod.__all__:
@@ -121,7 +122,8 @@ def test_gallery_script_cli(tmp_path):
 
 
 @pytest.mark.parametrize("page", ["index.md", "examples.md", "coming_from.md", "contributing.md", "ranking.md",
-                                  "forecasting.md", "sequence.md", "dense_prediction.md", "post_training.md"])
+                                  "forecasting.md", "sequence.md", "dense_prediction.md", "post_training.md",
+                                  "self_supervised.md"])
 def test_page_examples_print_what_the_page_says(page):
     saved = np.get_printoptions()
     try:

@@ -252,3 +252,15 @@ def test_rl(tmp_path):
     assert number(r"mean token entropy: [\d.]+ -> ([\d.]+)", out) < number(r"mean token entropy: ([\d.]+) ->", out)
     assert number(r"total time: ([\d.]+) s", out) < 60
     assert pngs(tmp_path) == ["rl.png"]
+
+
+def test_self_supervised(tmp_path):
+    out = run_example("self_supervised", tmp_path)
+    assert "split over 8 devices" in out
+    for name in ("vicreg_loss", "barlow_twins_loss", "ntxent_loss"):
+        m = re.search(rf"^  {name}\s+([\d.]+)\s+([\d.]+)\s+([-\d.]+)$", out, re.MULTILINE)
+        assert m, f"no row {name!r} in:\n{out}"
+        before, after, _ = map(float, m.groups())
+        # two-view training without labels: the frozen features become linearly separable
+        assert after > before + 0.25 and after > 0.75, (name, before, after)
+    assert pngs(tmp_path) == ["self_supervised.png"]
