@@ -57,8 +57,10 @@ def document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
         f"{indent}exact means over micro-batches and devices (``sum(s) / sum(w)``).",
         f"  weights: optional non-negative weights, {where_wording(sig, layout)};",
         f"{indent}``\"mean\"`` is the weighted mean ``sum(w l) / sum(w)``.",
-        "  where: optional boolean mask of the same shape as ``weights``; masked entries",
-        f"{indent}contribute exactly 0 to the value and the gradient (0 if all are masked).",
+        "  where: optional boolean mask of the same shape as ``weights``, or an integer or",
+        f"{indent}float 0/1 mask (read as ``where != 0``: any nonzero value counts as True);",
+        f"{indent}masked entries contribute exactly 0 to the value and the gradient (0 if all",
+        f"{indent}are masked).",
     ]
     head, sep, tail = doc.partition("Args:")
     body = tail.split("\n\n", 1)

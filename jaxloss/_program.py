@@ -145,7 +145,10 @@ def validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval]
     if where is not None:
         where = jnp.asarray(where)
         if where.dtype != jnp.bool_:
-            raise TypeError(f"{name}: where must be a boolean mask, got dtype {where.dtype}")
+            if not jnp.issubdtype(where.dtype, jnp.integer) and not jnp.issubdtype(where.dtype, jnp.floating):
+                raise TypeError(f"{name}: where must be a boolean mask or a 0/1 integer or float mask "
+                                f"(read as where != 0), got dtype {where.dtype}")
+            where = where != 0  # PyTorch's and TRL's 0/1 completion masks; any nonzero counts as True
     return reduction, weights, where
 
 

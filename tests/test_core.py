@@ -394,3 +394,30 @@ def test_sum_and_weight_combines_micro_batch_means_exactly():
     assert_close(sum(s for s, _ in parts) / sum(w for _, w in parts), full)
     means = [s / w for s, w in parts]
     assert abs(float(sum(means) / 2) - float(full)) > 1e-3  # the naive mean of means differs
+
+
+# -- issue 26: integer and float 0/1 masks ----------------------------------
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8, jnp.float32, jnp.bfloat16, jnp.uint8])
+def test_where_accepts_01_masks_like_bool(dtype):
+    x, y = jnp.arange(1.0, 7.0).reshape(2, 3), jnp.zeros((2, 3))
+    m = jnp.array([[1, 0, 1], [0, 1, 1]])
+    want = jaxloss.mse_loss(x, y, where=m.astype(bool))
+    np.testing.assert_allclose(jaxloss.mse_loss(x, y, where=m.astype(dtype)), want, rtol=1e-6)
+    g = jax.grad(lambda x: jaxloss.mse_loss(x, y, where=m.astype(dtype)))(x)
+    np.testing.assert_array_equal(g == 0, m == 0)
+
+
+def test_where_01_mask_per_element_and_nonzero_counts_as_true():
+    p = jax.nn.sigmoid(jnp.linspace(-2, 2, 2 * 4 * 4).reshape(2, 4, 4))
+    t = (jnp.arange(32).reshape(2, 4, 4) % 3 == 0).astype(jnp.float32)
+    m = (jnp.arange(32).reshape(2, 4, 4) % 5 != 0)
+    want = jaxloss.dice_loss(p, t, where=m)
+    np.testing.assert_allclose(jaxloss.dice_loss(p, t, where=m.astype(jnp.int32)), want, rtol=1e-6)
+    np.testing.assert_allclose(jaxloss.dice_loss(p, t, where=2.0 * m), want, rtol=1e-6)  # read as != 0
+
+
+def test_where_mask_dtype_error_and_docs():
+    with pytest.raises(TypeError, match=r"mse_loss: where must be a boolean mask or a 0/1 integer or float mask"):
+        jaxloss.mse_loss(jnp.zeros(3), jnp.zeros(3), where=jnp.ones(3, jnp.complex64))
+    assert "where != 0" in jaxloss.mse_loss.__doc__ and "0/1" in jaxloss.dice_loss.__doc__
