@@ -22,6 +22,7 @@ from ._docs import document
 from ._layout import Layout
 from ._numerics import safe_div
 from ._reduce import Unreduced, check_reduction, compute_dtype, counted, reduce_parts
+from ._sharding import check_axis_name
 from ._signature import Signature
 
 __all__ = ["make_public"]
@@ -135,6 +136,8 @@ def validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval]
     if validate is not None:  # the loss's own checks first: they know its inputs' meaning
         validate(name, *arrays.values(), **hparams, **static)
     layout.check(name, arrays, static)
+    if layout.axis_name:
+        check_axis_name(name, static.get(layout.axis_name))
     for k, interval in checks.items():
         check_range(name, k, hparams.get(k), interval)
     weights, where = common.get("weights"), common.get("where")

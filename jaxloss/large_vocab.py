@@ -46,6 +46,7 @@ from ._checks import (
 )
 from ._core import Example, Layout, Role, Unreduced, builtin, compute_dtype, loss
 from ._numerics import softcap
+from ._sharding import check_axis_name
 from ._streaming import check_head, check_nonnegative_labels, default_chunk_size, head_cross_entropy
 
 __all__ = [
@@ -294,6 +295,7 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
             f"{name}: axis_name is required: the shard_map mesh axis (or tuple of axes) over which "
             f"the vocabulary is split"
         )
+    check_axis_name(name, axis_name)
     if local_logits.ndim < 1:
         raise ValueError(f"{name}: local_logits must have shape [..., V_local], got a scalar")
     check_nonnegative_labels(name, labels, ignore_index)

@@ -11,7 +11,7 @@ import optax
 
 from ._numerics import safe_div
 from ._objects import FunctionLoss, WeightedSum
-from ._sharding import to_varying, vma
+from ._sharding import check_axis_name, to_varying, vma
 
 __all__ = ["make_train_step"]
 
@@ -61,6 +61,8 @@ def _accumulated_step(apply_fn, loss, k: int, axis_name: Any = None):
     terms = _terms(loss, "make_train_step")
 
     def value_and_grad(params, inputs, targets):
+        check_axis_name("make_train_step", axis_name)
+
         def parts(p, x, y):
             pred = apply_fn(p, x)
             pairs = [_call(term, pred, y) for _, term, _ in terms]

@@ -421,3 +421,39 @@ def test_where_mask_dtype_error_and_docs():
     with pytest.raises(TypeError, match=r"mse_loss: where must be a boolean mask or a 0/1 integer or float mask"):
         jaxloss.mse_loss(jnp.zeros(3), jnp.zeros(3), where=jnp.ones(3, jnp.complex64))
     assert "where != 0" in jaxloss.mse_loss.__doc__ and "0/1" in jaxloss.dice_loss.__doc__
+
+
+# -- issue 26: an axis_name that is not bound ---------------------------------
+
+_UNBOUND_CALLS = {
+    "clip_loss": lambda a, ax: jaxloss.clip_loss(a, a, axis_name=ax),
+    "siglip_loss": lambda a, ax: jaxloss.siglip_loss(a, a, axis_name=ax),
+    "linear_cross_entropy": lambda a, ax: jaxloss.linear_cross_entropy(a, jnp.ones((5, 3)), jnp.zeros(4, int),
+                                                                       axis_name=ax),
+    "vocab_parallel_cross_entropy": lambda a, ax: jaxloss.vocab_parallel_cross_entropy(
+        jnp.ones((4, 5)), jnp.zeros(4, int), axis_name=ax),
+    "arcface_loss": lambda a, ax: jaxloss.arcface_loss(a, jnp.ones((5, 3)), jnp.zeros(4, int), axis_name=ax),
+    "cosface_loss": lambda a, ax: jaxloss.cosface_loss(a, jnp.ones((5, 3)), jnp.zeros(4, int), axis_name=ax),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_UNBOUND_CALLS))
+def test_unbound_axis_name_outside_shard_map(name):
+    with pytest.raises(ValueError, match=rf"^{name}: axis_name='batch' .*not bound.*{name} must be called inside "
+                                         r"jax\.shard_map"):
+        _UNBOUND_CALLS[name](jnp.ones((4, 3)), "batch")
+
+
+@pytest.mark.parametrize("name", ["clip_loss", "linear_cross_entropy"])
+def test_wrong_axis_name_inside_shard_map_lists_the_axes_in_scope(name):
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    def run(ax):
+        f = jax.shard_map(lambda a: _UNBOUND_CALLS[name](a, ax), mesh=mesh, in_specs=P("data"), out_specs=P())
+        return jax.jit(f)(jnp.ones((4, 3)))
+
+    with pytest.raises(ValueError, match=rf"{name}: axis_name='batch' .*the axes in scope here are \('data',\)"):
+        run("batch")
+    assert np.isfinite(float(run("data")))  # the bound name still traces

@@ -15,7 +15,7 @@ from jax import lax
 
 from .._checks import check_labels, is_concrete
 from .._reduce import Mean, Stream, Unreduced, compute_dtype
-from .._sharding import to_varying
+from .._sharding import check_axis_name, to_varying
 from ._engine import Config, Stats, explicit_sharding, fused_sum, local_stats, token_chunk_size
 
 __all__ = [
@@ -239,6 +239,7 @@ def check_head(name, hidden, weight, labels, *, hidden_arg, ranks, shapes, trans
         split = sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
         if split:
             raise ValueError(f"{name}: {sharded(arg, split)}")
+    check_axis_name(name, axis_name)
     if axis_name is None:
         check_labels(name, labels, weight.shape[0], ignore_index)
     else:
