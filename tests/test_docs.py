@@ -247,3 +247,16 @@ def test_contributing_excerpts_match_the_source_and_the_other_blocks_run():
             runnable += 1
             exec(compile(block, "docs/contributing.md", "exec"), namespace)  # noqa: S102
     assert excerpts >= 4 and runnable >= 1, (excerpts, runnable)
+
+
+# -- issue 26: no placeholders in the docs -------------------------------------
+
+def test_docs_hold_no_placeholder_tokens():
+    """Unfilled tokens such as BENCH_TIME, TODO or TBD never reach a page."""
+    pattern = re.compile(r"\b(BENCH_[A-Z_]*|TODO|TBD|FIXME|XXX|PLACEHOLDER)\b|\{\{[^}]*\}\}")
+    found = []
+    for page in sorted(DOCS.rglob("*.md")):
+        for i, line in enumerate(page.read_text().splitlines(), 1):
+            if pattern.search(line):
+                found.append(f"{page.relative_to(DOCS)}:{i}: {line.strip()}")
+    assert not found, "\n".join(found)
