@@ -290,3 +290,10 @@ def test_one_converter_for_help_and_the_site():
     assert griffe_rst.convert(plain) == griffe_rst.convert(rst)
     import jaxloss
     assert "$$" in jaxloss.ctc_loss.__doc__ and "$" in jaxloss.make_train_step.__doc__
+
+
+def test_large_vocab_explicit_mesh_example_runs():
+    """The ``>>>`` blocks of docs/large_vocab.md (its Explicit-mesh example runs on one device too)."""
+    result = doctest.testfile(str(DOCS / "large_vocab.md"), module_relative=False, verbose=False, report=True,
+                              optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0 and result.failed == 0, result
