@@ -223,3 +223,24 @@ def test_train_step_axis_name_outside_shard_map_names_make_train_step():
     step = jaxloss.make_train_step(apply, jaxloss.SparseCrossEntropy(ignore_index=-100), opt, axis_name="data")
     with pytest.raises(ValueError, match=r"make_train_step: axis_name='data' .*must be called inside jax\.shard_map"):
         step(params, opt.init(params), x, y)
+
+
+def test_dict_targets_through_shard_map_on_one_device():
+    """axis_name bound by shard_map (one device): the dict leaves are split with the batch."""
+    import jax
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    x, y, mask, w = _masked_data()
+    loss = jaxloss.SparseCrossEntropy()
+    opt = optax.sgd(0.5)
+    params = _params()
+    targets = {"targets": y, "where": mask, "weights": w}
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    local = jaxloss.make_train_step(apply, loss, opt, micro_batches=2, axis_name="data", jit=False)
+    dp = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P("data"), P("data")), out_specs=(P(), P(), P())))
+    got = dp(params, opt.init(params), x, targets)
+    want = jaxloss.make_train_step(apply, loss, opt)(params, opt.init(params), x, targets)
+    assert_close(got[2], want[2], rtol=1e-5)
+    for name in params:
+        assert_close(got[0][name], want[0][name], rtol=1e-5, atol=1e-6)
