@@ -121,7 +121,8 @@ def document(doc: str | None, sig: Signature, layout: Layout) -> str | None:
         f"  weights: optional non-negative weights, {where_wording(sig, layout)};",
         f"{indent}``\"mean\"`` is the weighted mean ``sum(w l) / sum(w)``.",
         "  where: optional boolean mask of the same shape as ``weights``, or an integer or",
-        f"{indent}float 0/1 mask (read as ``where != 0``: any nonzero value counts as True);",
+        f"{indent}float 0/1 mask (read as ``where != 0``: any nonzero value counts as True;",
+        f"{indent}a value other than 0 and 1 is an error under ``jaxloss.value_checks()``);",
         f"{indent}masked entries contribute exactly 0 to the value and the gradient (0 if all",
         f"{indent}are masked).",
     ]

@@ -151,6 +151,8 @@ def validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval]
             if not jnp.issubdtype(where.dtype, jnp.integer) and not jnp.issubdtype(where.dtype, jnp.floating):
                 raise TypeError(f"{name}: where must be a boolean mask or a 0/1 integer or float mask "
                                 f"(read as where != 0), got dtype {where.dtype}")
+            if checking():  # a 0/1 mask holding a 2 or 0.5 is likely a mistake (a count, a weight)
+                value_check((where == 0) | (where == 1), name, "be 0 or 1 (a 0/1 mask)", "where", where)
             where = where != 0  # PyTorch's and TRL's 0/1 completion masks; any nonzero counts as True
     return reduction, weights, where
 

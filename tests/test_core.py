@@ -457,3 +457,15 @@ def test_wrong_axis_name_inside_shard_map_lists_the_axes_in_scope(name):
     with pytest.raises(ValueError, match=rf"{name}: axis_name='batch' .*the axes in scope here are \('data',\)"):
         run("batch")
     assert np.isfinite(float(run("data")))  # the bound name still traces
+
+
+def test_where_01_mask_other_values_are_an_error_under_value_checks():
+    x, y = jnp.ones(4), jnp.zeros(4)
+    f = jax.jit(lambda m: jaxloss.mse_loss(x, y, where=m))
+    with jaxloss.value_checks():
+        err, _ = checkify.checkify(f)(jnp.array([1, 0, 2, 1]))
+        with pytest.raises(Exception, match=r"mse_loss: where must be 0 or 1 \(a 0/1 mask\); first bad entry "
+                                             r"where\[2\] = 2"):
+            err.throw()
+        err, _ = checkify.checkify(f)(jnp.array([1.0, 0.0, 1.0, 1.0]))
+        err.throw()  # a 0/1 float mask passes
