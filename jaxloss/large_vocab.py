@@ -295,7 +295,6 @@ def _vp_validate(name, local_logits, labels, *, axis_name, ignore_index, **_):
             f"{name}: axis_name is required: the shard_map mesh axis (or tuple of axes) over which "
             f"the vocabulary is split"
         )
-    check_axis_name(name, axis_name)
     if local_logits.ndim < 1:
         raise ValueError(f"{name}: local_logits must have shape [..., V_local], got a scalar")
     check_nonnegative_labels(name, labels, ignore_index)
@@ -372,6 +371,7 @@ def vocab_parallel_cross_entropy(
     2019).
     """
     v_local = local_logits.shape[-1]
+    check_axis_name("vocab_parallel_cross_entropy", axis_name)  # after every shape check: at trace time
     n_dev = lax.axis_size(axis_name)
     vocab = v_local * n_dev
     offset = lax.axis_index(axis_name) * v_local

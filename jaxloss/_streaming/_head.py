@@ -239,8 +239,8 @@ def check_head(name, hidden, weight, labels, *, hidden_arg, ranks, shapes, trans
         split = sharded_axes(x, 0) if x is not None and hasattr(x, "dtype") else ()
         if split:
             raise ValueError(f"{name}: {sharded(arg, split)}")
-    check_axis_name(name, axis_name)
     if axis_name is None:
         check_labels(name, labels, weight.shape[0], ignore_index)
     else:
         check_nonnegative_labels(name, labels, ignore_index)
+    check_axis_name(name, axis_name)
