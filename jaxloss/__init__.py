@@ -81,3 +81,22 @@ _CORE = ["REGISTRY", "Example", "Interval", "Layout", "LossSpec", "Mean", "Role"
          "value_checks", "Loss", "WeightedSum"]
 
 __all__ = _CORE + [name for module in _MODULES for name in module.__all__]
+
+
+def _plain_docs() -> None:
+    """The public functions and classes not made by :func:`loss` (``make_train_step``,
+    ``sequence_logprobs``, ``lengths_from_paddings``, ``value_checks``, ``Layout``, ...)
+    get the plain-text docstrings the losses get, so ``help()`` shows no reST roles."""
+    from ._docs import plain_markup
+
+    for name in __all__:
+        obj = globals()[name]
+        doc = getattr(obj, "__doc__", None)
+        if isinstance(doc, str) and (":math:" in doc or ".. math::" in doc or ":`" in doc):
+            try:
+                obj.__doc__ = plain_markup(doc)
+            except (AttributeError, TypeError):  # an object whose __doc__ cannot be set
+                pass
+
+
+_plain_docs()

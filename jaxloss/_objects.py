@@ -26,6 +26,7 @@ import jax
 import numpy as np
 
 from ._checks import Interval, check_range, is_concrete
+from ._docs import plain_markup
 from ._reduce import check_reduction
 from ._signature import Signature, unknown_keyword
 
@@ -260,7 +261,7 @@ class FunctionLoss(Loss):
 def _class_doc(cname: str, fn: Callable[..., Any], sig: Signature) -> str:
     summary = (fn.__doc__ or "").strip().split("\n")[0]
     opts = ", ".join([*sig.hparams, *sig.static, "reduction"])
-    return (
+    return plain_markup(
         f"Loss object for :func:`jaxloss.{sig.name}`.\n\n"
         + (summary + "\n\n" if summary else "")
         + f"``{cname}({opts})`` stores the options; calling it as ``crit(*inputs, weights=None, where=None)`` "

@@ -22,6 +22,7 @@ from ._docs import document
 from ._layout import Layout
 from ._numerics import safe_div
 from ._reduce import Unreduced, check_reduction, compute_dtype, counted, reduce_parts
+from ._sharding import check_axis_name
 from ._signature import Signature
 
 __all__ = ["make_public"]
@@ -135,6 +136,8 @@ def validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval]
     if validate is not None:  # the loss's own checks first: they know its inputs' meaning
         validate(name, *arrays.values(), **hparams, **static)
     layout.check(name, arrays, static)
+    if layout.axis_name:
+        check_axis_name(name, static.get(layout.axis_name))
     for k, interval in checks.items():
         check_range(name, k, hparams.get(k), interval)
     weights, where = common.get("weights"), common.get("where")
@@ -145,7 +148,12 @@ def validate_call(sig: Signature, layout: Layout, checks: Mapping[str, Interval]
     if where is not None:
         where = jnp.asarray(where)
         if where.dtype != jnp.bool_:
-            raise TypeError(f"{name}: where must be a boolean mask, got dtype {where.dtype}")
+            if not jnp.issubdtype(where.dtype, jnp.integer) and not jnp.issubdtype(where.dtype, jnp.floating):
+                raise TypeError(f"{name}: where must be a boolean mask or a 0/1 integer or float mask "
+                                f"(read as where != 0), got dtype {where.dtype}")
+            if checking():  # a 0/1 mask holding a 2 or 0.5 is likely a mistake (a count, a weight)
+                value_check((where == 0) | (where == 1), name, "be 0 or 1 (a 0/1 mask)", "where", where)
+            where = where != 0  # PyTorch's and TRL's 0/1 completion masks; any nonzero counts as True
     return reduction, weights, where
 
 

@@ -7,7 +7,45 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-__all__ = ["explicit_spec", "replicated", "rows_like", "to_varying", "unsplit", "varying", "vma"]
+__all__ = ["check_axis_name", "explicit_spec", "replicated", "rows_like", "to_varying", "unsplit", "varying", "vma"]
+
+
+def _bound_axes() -> tuple | None:
+    """The mesh axis names bound where this runs (``shard_map``, ``vmap``
+    with ``axis_name``), or None when this JAX does not say."""
+    try:
+        from jax._src import core
+        return tuple(core.unsafe_get_axis_names())
+    except Exception:  # noqa: BLE001 - a private API: only the error's wording uses it
+        return None
+
+
+def check_axis_name(owner: str, axis_name, mesh_ok: bool = False) -> None:
+    """A ``ValueError`` naming ``owner`` when ``axis_name`` (a name or a tuple of
+    names) is not bound at trace time: the call must run inside ``jax.shard_map``
+    over that axis. None passes. ``mesh_ok``: an axis of the current mesh
+    (``jax.set_mesh``) also passes, for the streamed heads, which run a
+    ``shard_map`` of their own under plain ``jit``."""
+    if axis_name is None:
+        return
+    names = tuple(axis_name) if isinstance(axis_name, (tuple, list)) else (axis_name,)
+    in_mesh = tuple(getattr(jax.sharding.get_abstract_mesh(), "axis_names", ()) or ()) if mesh_ok else ()
+    for n in names:
+        if n in in_mesh:
+            continue
+        try:
+            lax.axis_size(n)
+        except NameError:
+            bound = _bound_axes()
+            if bound:
+                where = f"the axes in scope here are {bound}"
+            else:
+                where = "no mesh axis is in scope here (not inside jax.shard_map)"
+            raise ValueError(
+                f"{owner}: axis_name={axis_name!r} names an axis {n!r} that is not bound; {where}. "
+                f"{owner} must be called inside jax.shard_map over a mesh with an axis named {n!r} "
+                f"(e.g. mesh = jax.make_mesh((n_devices,), ({n!r},)))"
+            ) from None
 
 
 def vma(*xs) -> frozenset:

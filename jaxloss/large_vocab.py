@@ -46,6 +46,7 @@ from ._checks import (
 )
 from ._core import Example, Layout, Role, Unreduced, builtin, compute_dtype, loss
 from ._numerics import softcap
+from ._sharding import check_axis_name
 from ._streaming import check_head, check_nonnegative_labels, default_chunk_size, head_cross_entropy
 
 __all__ = [
@@ -368,6 +369,7 @@ def vocab_parallel_cross_entropy(
     2019).
     """
     v_local = local_logits.shape[-1]
+    check_axis_name("vocab_parallel_cross_entropy", axis_name)  # after every shape check: at trace time
     n_dev = lax.axis_size(axis_name)
     vocab = v_local * n_dev
     offset = lax.axis_index(axis_name) * v_local

@@ -466,6 +466,11 @@ def _validate(name, logits, labels, logit_lengths, label_lengths, *, blank, rank
     if labels.ndim != 2:
         raise ValueError(f"{name}: labels must have shape [B, {'S' if rank == 3 else 'U'}], got {tuple(labels.shape)}")
     b, num_t, num_c = logits.shape[0], logits.shape[1], logits.shape[-1]
+    batch = labels.shape[0]
+    if rank == 3 and b != batch and num_t == batch:
+        raise ValueError(
+            f"{name}: logits of shape {tuple(logits.shape)} look time-major [T, B, C] (PyTorch's layout) for "
+            f"labels of batch {batch}; jaxloss is batch-first [B, T, C]: pass jnp.transpose(logits, (1, 0, 2))")
     for arg, x in (("logit_lengths", logit_lengths), ("label_lengths", label_lengths)):
         if not jnp.issubdtype(x.dtype, jnp.integer):
             raise TypeError(f"{name}: {arg} must be an integer array, got dtype {x.dtype}")
@@ -550,6 +555,15 @@ def ctc_loss(logits, labels, logit_lengths, label_lengths, *, blank=0, zero_infi
     counted in the mean) and its gradient exactly 0. Frames past
     ``logit_lengths`` and labels past ``label_lengths`` may hold anything (NaN,
     padding ids such as -1) and reach neither the value nor the gradient.
+
+    From PyTorch: ``F.ctc_loss(log_probs, targets, input_lengths,
+    target_lengths)`` takes time-major ``[T, B, C]`` log-probabilities; here
+    they are batch-first, ``ctc_loss(jnp.transpose(log_probs, (1, 0, 2)),
+    targets, input_lengths, target_lengths)`` (``input_lengths`` is
+    ``logit_lengths``, ``target_lengths`` is ``label_lengths``). A time-major
+    input whose ``T`` differs from ``B`` is refused with this hint; when
+    ``T == B`` the shapes cannot tell, so check that ``logits.shape[0]`` is
+    the batch.
 
     Args:
       logits: ``[B, T, C]`` unnormalised scores (or log-probabilities) per

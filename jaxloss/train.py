@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -11,7 +11,7 @@ import optax
 
 from ._numerics import safe_div
 from ._objects import FunctionLoss, WeightedSum
-from ._sharding import to_varying, vma
+from ._sharding import check_axis_name, to_varying, vma
 
 __all__ = ["make_train_step"]
 
@@ -31,13 +31,50 @@ def _terms(loss: Any, owner: str) -> list[tuple[Any, FunctionLoss, bool]]:
     return out
 
 
+_FORM = 'targets={"targets": t, "where": mask, "weights": w} (where and weights optional)'
+_KEYS = ("targets", "where", "weights")
+
+
+def _n_inputs(loss: Any) -> int | None:
+    """The number of array inputs of a jaxloss loss object (of a composition's first term)."""
+    term = loss.terms[0][1] if isinstance(loss, WeightedSum) and loss.terms else loss
+    sig = getattr(type(term), "_sig", None)
+    return None if sig is None else len(sig.inputs)
+
+
+def _unpack(loss: Any, n_pred: int, targets: Any) -> tuple[tuple, dict]:
+    """A jaxloss loss object's trailing inputs and its ``where``/``weights``."""
+    options: dict = {}
+    if isinstance(targets, Mapping):
+        if "targets" not in targets or set(targets) - set(_KEYS):
+            raise TypeError(f"make_train_step: a dict of targets must be {_FORM}; got the keys "
+                            f"{sorted(map(str, targets))}")
+        options = {k: targets[k] for k in ("where", "weights") if targets.get(k) is not None}
+        targets = targets["targets"]
+    n = _n_inputs(loss)
+    if isinstance(targets, (tuple, list)) and n is not None:
+        if n_pred + len(targets) != n:  # e.g. (advantages, mask): the mask belongs in the dict
+            raise TypeError(
+                f"make_train_step: {len(targets)} targets and {n_pred} prediction(s) do not make the {n} inputs "
+                f"of {loss!r}; pass a mask or weights as {_FORM}"
+            )
+        return tuple(targets), options  # a multi-input loss's trailing inputs
+    return (targets,), options
+
+
 def _call(loss: Any, pred: Any, targets: Any) -> Any:
     """``loss(pred, targets)``, or ``loss(*pred, targets)`` when ``apply_fn``
     returns a tuple and ``loss`` is a jaxloss loss object (the leading inputs of a
     loss such as ``linear_cross_entropy``, whose predictions are ``(hidden,
-    weight)``). A plain function always gets ``pred`` as it is."""
-    spread = isinstance(pred, tuple) and isinstance(loss, (FunctionLoss, WeightedSum))
-    return loss(*pred, targets) if spread else loss(pred, targets)
+    weight)``). For a loss object, a dict ``targets`` carries ``where`` and
+    ``weights`` beside the targets, and a tuple of targets that makes up the
+    loss's remaining inputs is spread over them. A plain function always gets
+    ``pred`` and ``targets`` as they are."""
+    if not isinstance(loss, (FunctionLoss, WeightedSum)):
+        return loss(pred, targets)
+    preds = pred if isinstance(pred, tuple) else (pred,)
+    rest, options = _unpack(loss, len(preds), targets)
+    return loss(*preds, *rest, **options)
 
 
 def _names(axis_name: Any) -> tuple:
@@ -61,6 +98,8 @@ def _accumulated_step(apply_fn, loss, k: int, axis_name: Any = None):
     terms = _terms(loss, "make_train_step")
 
     def value_and_grad(params, inputs, targets):
+        check_axis_name("make_train_step", axis_name)
+
         def parts(p, x, y):
             pred = apply_fn(p, x)
             pairs = [_call(term, pred, y) for _, term, _ in terms]
@@ -111,6 +150,16 @@ def make_train_step(
     :math:`L = \mathrm{loss}(\mathrm{pred}, \mathrm{targets})`, its gradient
     :math:`\nabla_\theta L`, and the optax update
     :math:`\theta \leftarrow \theta + \mathrm{optimizer.update}(\nabla_\theta L)`.
+
+    For a jaxloss loss object ``targets`` may be a dict
+    ``{"targets": t, "where": mask, "weights": w}`` (``where`` and ``weights``
+    optional): the loss is called as ``loss(pred, t, where=mask, weights=w)``,
+    every term of a composition gets the same mask and weights, and each leaf
+    is sliced with the batch for ``micro_batches`` (and split with it over
+    ``axis_name``), so a masked step (GRPO's or SFT's completion mask) can be
+    micro-batched exactly. A tuple ``targets`` is spread over the loss's
+    remaining inputs when it makes them up; any other structure is a
+    ``TypeError`` showing the dict form.
 
     With ``micro_batches=k`` the batch (the leading axis of every leaf of
     ``inputs`` and ``targets``) is split into ``k`` equal slices, run one after

@@ -38,10 +38,8 @@ from typing import Any
 
 import griffe
 
-_MATH_DIRECTIVE = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<first>.*)$")
-_INLINE_MATH = re.compile(r":math:`([^`]+)`")
-_ROLE = re.compile(r":(?:func|class|meth|attr|mod|data|obj|exc|py:\w+):`~?([^`]+)`")
-_LITERAL_COLONS = re.compile(r"(?<=\S)::[ \t]*$")
+from jaxloss._docs import plain_markup
+
 _DOCTEST = re.compile(r"^(?P<indent>[ \t]*)>>>")
 _SECTION = re.compile(r"^(?P<indent>[ \t]*)(Args|Arguments|Parameters):[ \t]*$")
 _GROUPED = re.compile(r"^(?P<indent>[ \t]+)(?P<names>\w+(?:,[ \t]*\w+)+):[ \t]*(?P<desc>.*)$")
@@ -152,43 +150,12 @@ def _fence_doctests(lines: list[str]) -> list[str]:
 
 
 def convert(text: str) -> str:
-    """Rewrite reST math, roles and literal-block markers of one docstring."""
+    """Rewrite reST math, roles and literal-block markers of one docstring: the
+    section and doctest fixes above, then ``jaxloss._docs.plain_markup``, the one
+    converter the runtime docstrings (``help()``) go through too. The docstrings
+    griffe inspects have already been through it; it leaves its output as it is."""
     lines = _fence_doctests(_join_wrapped_items(_split_grouped(text.splitlines())))
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        m = _MATH_DIRECTIVE.match(lines[i])
-        if lines[i].lstrip().startswith(("```", ">>>", "...")) and not m:
-            out.append(lines[i])
-            i += 1
-            continue
-        if not m:
-            line = _INLINE_MATH.sub(lambda g: f"${g.group(1).strip()}$", lines[i])
-            line = _ROLE.sub(lambda g: f"`{g.group(1)}`", line)
-            line = _LITERAL_COLONS.sub(":", line)
-            out.append(line)
-            i += 1
-            continue
-        indent = m.group("indent")
-        body = [m.group("first").strip()] if m.group("first").strip() else []
-        i += 1
-        while i < len(lines):
-            nxt = lines[i]
-            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= len(indent):
-                break
-            body.append(nxt.strip())
-            i += 1
-        while body and not body[-1]:
-            body.pop()
-        blank_before = out and out[-1].strip()
-        if blank_before:
-            out.append("")
-        out.append(f"{indent}$$")
-        out.extend(f"{indent}{b}" for b in body if b)
-        out.append(f"{indent}$$")
-        if i < len(lines) and lines[i].strip():
-            out.append("")
-    return "\n".join(out)
+    return plain_markup("\n".join(lines))
 
 
 class RSTMarkup(griffe.Extension):

@@ -406,3 +406,78 @@ def test_example_compare_is_the_same_mean(spec):
     against: optax's function or a plain formulation) computes the loss's mean."""
     args = tuple(jnp.asarray(a) for a in spec.example.sample(np.random.default_rng(0)))
     np.testing.assert_allclose(float(spec.example.compare(*args)), float(spec.fn(*args)), rtol=2e-5, atol=1e-6)
+
+
+# -- issue 26: integer and float 0/1 masks ----------------------------------
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.int8, jnp.float32, jnp.bfloat16, jnp.uint8])
+def test_where_accepts_01_masks_like_bool(dtype):
+    x, y = jnp.arange(1.0, 7.0).reshape(2, 3), jnp.zeros((2, 3))
+    m = jnp.array([[1, 0, 1], [0, 1, 1]])
+    want = jaxloss.mse_loss(x, y, where=m.astype(bool))
+    np.testing.assert_allclose(jaxloss.mse_loss(x, y, where=m.astype(dtype)), want, rtol=1e-6)
+    g = jax.grad(lambda x: jaxloss.mse_loss(x, y, where=m.astype(dtype)))(x)
+    np.testing.assert_array_equal(g == 0, m == 0)
+
+
+def test_where_01_mask_per_element_and_nonzero_counts_as_true():
+    p = jax.nn.sigmoid(jnp.linspace(-2, 2, 2 * 4 * 4).reshape(2, 4, 4))
+    t = (jnp.arange(32).reshape(2, 4, 4) % 3 == 0).astype(jnp.float32)
+    m = (jnp.arange(32).reshape(2, 4, 4) % 5 != 0)
+    want = jaxloss.dice_loss(p, t, where=m)
+    np.testing.assert_allclose(jaxloss.dice_loss(p, t, where=m.astype(jnp.int32)), want, rtol=1e-6)
+    np.testing.assert_allclose(jaxloss.dice_loss(p, t, where=2.0 * m), want, rtol=1e-6)  # read as != 0
+
+
+def test_where_mask_dtype_error_and_docs():
+    with pytest.raises(TypeError, match=r"mse_loss: where must be a boolean mask or a 0/1 integer or float mask"):
+        jaxloss.mse_loss(jnp.zeros(3), jnp.zeros(3), where=jnp.ones(3, jnp.complex64))
+    assert "where != 0" in jaxloss.mse_loss.__doc__ and "0/1" in jaxloss.dice_loss.__doc__
+
+
+# -- issue 26: an axis_name that is not bound ---------------------------------
+
+_UNBOUND_CALLS = {
+    "clip_loss": lambda a, ax: jaxloss.clip_loss(a, a, axis_name=ax),
+    "siglip_loss": lambda a, ax: jaxloss.siglip_loss(a, a, axis_name=ax),
+    "linear_cross_entropy": lambda a, ax: jaxloss.linear_cross_entropy(a, jnp.ones((5, 3)), jnp.zeros(4, int),
+                                                                       axis_name=ax),
+    "vocab_parallel_cross_entropy": lambda a, ax: jaxloss.vocab_parallel_cross_entropy(
+        jnp.ones((4, 5)), jnp.zeros(4, int), axis_name=ax),
+    "arcface_loss": lambda a, ax: jaxloss.arcface_loss(a, jnp.ones((5, 3)), jnp.zeros(4, int), axis_name=ax),
+    "cosface_loss": lambda a, ax: jaxloss.cosface_loss(a, jnp.ones((5, 3)), jnp.zeros(4, int), axis_name=ax),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_UNBOUND_CALLS))
+def test_unbound_axis_name_outside_shard_map(name):
+    with pytest.raises(ValueError, match=rf"^{name}: axis_name='batch' .*not bound.*{name} must be called inside "
+                                         r"jax\.shard_map"):
+        _UNBOUND_CALLS[name](jnp.ones((4, 3)), "batch")
+
+
+@pytest.mark.parametrize("name", ["clip_loss", "linear_cross_entropy"])
+def test_wrong_axis_name_inside_shard_map_lists_the_axes_in_scope(name):
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+
+    def run(ax):
+        f = jax.shard_map(lambda a: _UNBOUND_CALLS[name](a, ax), mesh=mesh, in_specs=P("data"), out_specs=P())
+        return jax.jit(f)(jnp.ones((4, 3)))
+
+    with pytest.raises(ValueError, match=rf"{name}: axis_name='batch' .*the axes in scope here are \('data',\)"):
+        run("batch")
+    assert np.isfinite(float(run("data")))  # the bound name still traces
+
+
+def test_where_01_mask_other_values_are_an_error_under_value_checks():
+    x, y = jnp.ones(4), jnp.zeros(4)
+    f = jax.jit(lambda m: jaxloss.mse_loss(x, y, where=m))
+    with jaxloss.value_checks():
+        err, _ = checkify.checkify(f)(jnp.array([1, 0, 2, 1]))
+        with pytest.raises(Exception, match=r"mse_loss: where must be 0 or 1 \(a 0/1 mask\); first bad entry "
+                                             r"where\[2\] = 2"):
+            err.throw()
+        err, _ = checkify.checkify(f)(jnp.array([1.0, 0.0, 1.0, 1.0]))
+        err.throw()  # a 0/1 float mask passes

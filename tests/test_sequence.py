@@ -327,3 +327,17 @@ def test_rnnt_non_zero_blank_and_no_frames():
         _rnnt(x, labels[:, :1], np.array([3, 2]), np.array([1, 1]))
     inf = _rnnt(x, labels, np.array([0, 2]), np.array([0, 2]), blank=3, reduction="none")
     assert np.isinf(float(inf[0]))
+
+
+# -- issue 26: PyTorch's time-major layout -----------------------------------
+
+def test_ctc_time_major_input_names_the_loss_and_the_transpose():
+    t, b, c = 5, 2, 4
+    logits = jnp.zeros((t, b, c))
+    labels, lengths, label_lengths = jnp.array([[1, 2], [3, 0]]), jnp.array([5, 5]), jnp.array([2, 1])
+    with pytest.raises(ValueError, match=r"ctc_loss: .*time-major.*batch-first \[B, T, C\].*"
+                                         r"jnp\.transpose\(logits, \(1, 0, 2\)\)"):
+        jaxloss.ctc_loss(logits, labels, lengths, label_lengths)
+    fixed = jaxloss.ctc_loss(jnp.transpose(logits, (1, 0, 2)), labels, lengths, label_lengths)
+    assert np.isfinite(float(fixed))
+    assert "jnp.transpose" in jaxloss.ctc_loss.__doc__ and "input_lengths" in jaxloss.ctc_loss.__doc__

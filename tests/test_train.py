@@ -142,3 +142,105 @@ def test_tuple_predictions_feed_linear_cross_entropy():
     assert_close(micro[2], want, rtol=1e-5)
     for name in params:
         assert_close(micro[0][name], full[0][name], rtol=1e-5, atol=1e-6)
+
+
+# -- issue 26: where and weights through the step ------------------------------
+
+def _masked_data(seed=4):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(B, D)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, C, size=B))
+    mask = np.ones(B, np.int32)
+    mask[: B // 3] = 0  # the first slice is all masked (an integer 0/1 mask, as TRL's)
+    mask[B // 3 + 1:: 2] = 0
+    w = jnp.asarray(rng.uniform(0.5, 2.0, size=B), jnp.float32)
+    return x, y, jnp.asarray(mask), w
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_dict_targets_micro_batched_equals_full_batch_masked_step(k):
+    x, y, mask, w = _masked_data()
+    loss = jaxloss.SparseCrossEntropy() + 0.5 * jaxloss.MulticlassHingeLoss()
+    opt = optax.sgd(0.5)
+    params = _params()
+    targets = {"targets": y, "where": mask, "weights": w}
+    new, _, value = jaxloss.make_train_step(apply, loss, opt, micro_batches=k)(params, opt.init(params), x, targets)
+
+    def full(p):  # the full-batch masked loss, every term masked and weighted
+        z = apply(p, x)
+        return (jaxloss.sparse_cross_entropy(z, y, where=mask != 0, weights=w)
+                + 0.5 * jaxloss.multiclass_hinge_loss(z, y, where=mask != 0, weights=w))
+
+    import jax
+    want_value, grads = jax.value_and_grad(full)(params)
+    assert_close(value, want_value, rtol=1e-5)
+    for name in params:
+        assert_close(new[name], params[name] - 0.5 * grads[name], rtol=1e-5, atol=1e-6)
+
+
+def test_dict_targets_without_where_or_weights_is_the_plain_step():
+    x, y = _data()
+    loss = jaxloss.SparseCrossEntropy(ignore_index=-100)
+    opt = optax.sgd(0.5)
+    params = _params()
+    a = jaxloss.make_train_step(apply, loss, opt, micro_batches=2)(params, opt.init(params), x, {"targets": y})
+    b = jaxloss.make_train_step(apply, loss, opt, micro_batches=2)(params, opt.init(params), x, y)
+    assert_close(a[2], b[2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("targets", [
+    lambda y, m: (y, m),                                # (advantages, mask): the mask belongs in the dict
+    lambda y, m: {"labels": y, "mask": m},             # unknown keys
+    lambda y, m: {"where": m},                          # no targets
+])
+def test_unsupported_targets_name_make_train_step_and_show_the_dict_form(targets):
+    x, y, mask, _ = _masked_data()
+    opt = optax.sgd(0.5)
+    params = _params()
+    step = jaxloss.make_train_step(apply, jaxloss.SparseCrossEntropy(), opt)
+    with pytest.raises(TypeError, match=r'make_train_step: .*\{"targets": t, "where": mask, "weights": w\}'):
+        step(params, opt.init(params), x, targets(y, mask))
+
+
+def test_tuple_targets_spread_over_a_multi_input_loss():
+    """ctc_loss's labels and both lengths as one tuple of targets."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(4, 6, 3)), jnp.float32)
+    labels = jnp.asarray(rng.integers(1, 4, size=(4, 2)))
+    lengths, label_lengths = jnp.array([6, 5, 6, 4]), jnp.array([2, 1, 2, 2])
+    params = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32)
+    opt = optax.sgd(0.1)
+    crit = jaxloss.CTCLoss()
+    step = jaxloss.make_train_step(lambda p, x: x @ p, crit, opt, micro_batches=2)
+    _, _, value = step(params, opt.init(params), x, (labels, lengths, label_lengths))
+    assert_close(value, jaxloss.ctc_loss(x @ params, labels, lengths, label_lengths), rtol=1e-5)
+
+
+def test_train_step_axis_name_outside_shard_map_names_make_train_step():
+    x, y = _data()
+    opt = optax.sgd(0.5)
+    params = _params()
+    step = jaxloss.make_train_step(apply, jaxloss.SparseCrossEntropy(ignore_index=-100), opt, axis_name="data")
+    with pytest.raises(ValueError, match=r"make_train_step: axis_name='data' .*must be called inside jax\.shard_map"):
+        step(params, opt.init(params), x, y)
+
+
+def test_dict_targets_through_shard_map_on_one_device():
+    """axis_name bound by shard_map (one device): the dict leaves are split with the batch."""
+    import jax
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    x, y, mask, w = _masked_data()
+    loss = jaxloss.SparseCrossEntropy()
+    opt = optax.sgd(0.5)
+    params = _params()
+    targets = {"targets": y, "where": mask, "weights": w}
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    local = jaxloss.make_train_step(apply, loss, opt, micro_batches=2, axis_name="data", jit=False)
+    dp = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P("data"), P("data")), out_specs=(P(), P(), P())))
+    got = dp(params, opt.init(params), x, targets)
+    want = jaxloss.make_train_step(apply, loss, opt)(params, opt.init(params), x, targets)
+    assert_close(got[2], want[2], rtol=1e-5)
+    for name in params:
+        assert_close(got[0][name], want[0][name], rtol=1e-5, atol=1e-6)

@@ -15,6 +15,7 @@ from jax import lax
 
 from .._checks import check_labels, is_concrete
 from .._reduce import Mean, Stream, Unreduced, compute_dtype
+from .._sharding import check_axis_name
 from ._engine import Config, explicit_sharding, fused_sum, outer_axes, split_stats, token_chunk_size
 
 __all__ = [
@@ -241,3 +242,4 @@ def check_head(name, hidden, weight, labels, *, hidden_arg, ranks, shapes, trans
         check_labels(name, labels, weight.shape[0], ignore_index)
     else:
         check_nonnegative_labels(name, labels, ignore_index)
+    check_axis_name(name, axis_name, mesh_ok=True)
