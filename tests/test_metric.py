@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import pickle
 
 import jax
 import jax.extend
@@ -13,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, reduce_ref
+from _reference import REDUCTIONS, assert_close, check_reductions, f32, grad_of, reduce_ref
+from _samples import ME, T01, TPM, TRIPLET, WE, M, W, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -639,3 +641,62 @@ def test_errors(call, error, match):
     x, labels = _batch(12, B=6, D=3)
     with pytest.raises(error, match=match):
         call(x, labels)
+
+
+# ---------------------------------------------------------------------------
+# hinge embedding, triplet with a distance_fn (issue 14; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def test_hinge_embedding_loss_against_numpy():
+    d = np.abs(X)
+    ref = np.where(TPM > 0, f32(d), np.maximum(0.0, 1.5 - f32(d)))
+    check_reductions(jaxloss.hinge_embedding_loss, (d, TPM), ref, weights=W, where=M, margin=1.5)
+    g = grad_of(jaxloss.hinge_embedding_loss, (d, TPM), margin=1.5)
+    assert_close(g, np.where(TPM > 0, 1.0, np.where(f32(d) < 1.5, -1.0, 0.0)))
+    assert_close(jaxloss.hinge_embedding_loss(d, TPM.astype(np.int32), margin=1.5, reduction="none"), ref)
+    with pytest.raises(ValueError, match="hinge_embedding_loss: targets must take values in"):
+        jaxloss.hinge_embedding_loss(d, T01)
+
+
+def manhattan(x, y):
+    """A module-level distance (hashable by identity, picklable)."""
+    return jnp.sum(jnp.abs(x - y), axis=-1)
+
+
+def test_triplet_loss_with_a_distance_fn():
+    a, p, n = TRIPLET
+    d = lambda u, v: np.abs(f32(u) - f32(v)).sum(-1)  # noqa: E731
+    ref = np.maximum(0.0, d(a, p) - d(a, n) + 0.7)
+    check_reductions(jaxloss.triplet_loss, (a, p, n), ref, weights=WE, where=ME, margin=0.7, distance_fn=manhattan)
+    swapped = np.maximum(0.0, d(a, p) - np.minimum(d(a, n), d(p, n)) + 0.7)
+    assert_close(jaxloss.triplet_loss(a, p, n, margin=0.7, swap=True, distance_fn=manhattan, reduction="none"),
+                 swapped)
+    # the built-in p=1 norm is the same distance
+    assert_close(jaxloss.triplet_loss(a, p, n, margin=0.7, distance_fn=manhattan),
+                 jaxloss.triplet_loss(a, p, n, margin=0.7, p=1))
+    # one compilation per callable (static, by identity)
+    before = jaxloss.triplet_loss._compute._cache_size()
+    for m in (0.1, 0.2, 0.3):
+        jaxloss.triplet_loss(a, p, n, margin=m, distance_fn=manhattan)
+    assert jaxloss.triplet_loss._compute._cache_size() == before
+    # the loss object hashes, compares and pickles by the callable
+    crit = jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7)
+    assert crit == jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7)
+    assert hash(crit) == hash(jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7))
+    assert crit != jaxloss.TripletLoss(margin=0.7)
+    assert pickle.loads(pickle.dumps(crit)) == crit
+    assert_close(jax.jit(lambda c, *x: c(*x))(crit, a, p, n), ref.mean())
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(jaxloss.TripletLoss(distance_fn=lambda x, y: manhattan(x, y)))
+
+
+def test_triplet_loss_distance_fn_errors():
+    a = jnp.zeros((4, 3))
+    with pytest.raises(ValueError, match="triplet_loss: p and squared choose the built-in distance"):
+        jaxloss.triplet_loss(a, a, a, p=1, distance_fn=manhattan)
+    with pytest.raises(ValueError, match=r"triplet_loss: distance_fn\(x, y\) must return one distance per triplet"):
+        jaxloss.triplet_loss(a, a, a, distance_fn=lambda x, y: jnp.abs(x - y))
+    with pytest.raises(TypeError, match="triplet_loss: distance_fn must be None or a callable"):
+        jaxloss.triplet_loss(a, a, a, distance_fn="manhattan")
+

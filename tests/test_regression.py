@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import assert_close, reduce_ref
+from _reference import assert_close, check_reductions, f32, grad_of, reduce_ref
+from _samples import COSINE, ME, WE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -377,3 +378,34 @@ def test_train_step_rejects_unreduced_loss():
     step = jaxloss.make_train_step(lambda p, x: x * p, jaxloss.MSELoss(reduction="none"), optax.sgd(0.1))
     with pytest.raises(ValueError, match="scalar"):
         step(jnp.ones(()), optax.sgd(0.1).init(jnp.ones(())), jnp.ones(3), jnp.ones(3))
+
+
+# ---------------------------------------------------------------------------
+# cosine distance (issue 14; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def test_cosine_distance_loss_against_numpy():
+    x, t = COSINE
+    xd, td = f32(x), f32(t)
+    nx, nt = np.linalg.norm(xd, axis=-1), np.linalg.norm(td, axis=-1)
+    cos = (xd * td).sum(-1) / nx / nt
+    check_reductions(jaxloss.cosine_distance_loss, (x, t), 1 - cos, weights=WE, where=ME)
+    gx = -(td / (nx * nt)[:, None] - cos[:, None] * xd / (nx**2)[:, None])
+    assert_close(grad_of(jaxloss.cosine_distance_loss, (x, t)), gx, rtol=1e-5, atol=1e-6)
+    assert_close(jaxloss.cosine_distance_loss(x.T, t.T, axis=0, reduction="none"), 1 - cos, atol=1e-6)
+
+
+def test_cosine_distance_loss_zero_vectors():
+    x = jnp.array([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 2.0, 2.0]])
+    t = jnp.array([[3.0, 0.0, 4.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    v = jaxloss.cosine_distance_loss(x, t, reduction="none")
+    assert_close(v, [1.0, 1.0, 1.0])
+    gx, gt = jax.grad(lambda a, b: jaxloss.cosine_distance_loss(a, b, reduction="sum"), argnums=(0, 1))(x, t)
+    gx, gt = np.asarray(gx), np.asarray(gt)
+    assert np.all(np.isfinite(gx)) and np.all(np.isfinite(gt))
+    eps = np.finfo(np.float32).eps
+    assert_close(gx[0], -np.array([0.6, 0.0, 0.8]) / np.sqrt(eps), rtol=1e-5)  # documented: -t_hat / sqrt(eps)
+    assert np.all(gx[1] == 0) and np.all(gt[1] == 0)  # two zero vectors
+    assert_close(gt[2], -np.array([1.0, 2.0, 2.0]) / 3 / np.sqrt(eps), rtol=1e-5)
+
