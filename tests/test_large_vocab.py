@@ -770,3 +770,15 @@ def test_vocab_parallel_logit_softcap_equals_sparse_cross_entropy():
     lse = np.log(np.exp(capped).sum(-1))
     np.testing.assert_allclose(f(z, y), np.mean(lse - capped[np.arange(5), np.asarray(y)]), rtol=1e-5)
     np.testing.assert_allclose(f(z, y), jaxloss.sparse_cross_entropy(z, y, logit_softcap=4.0), rtol=1e-6)
+
+
+def test_default_chunk_size():
+    # the docstring's examples
+    assert (jaxloss.default_chunk_size(8192, 256000), jaxloss.default_chunk_size(512, 32000),
+            jaxloss.default_chunk_size(6, 37)) == (4096, 8192, 37)
+    for n in (0, 1, 100, 4096, 4097, 8192, 50_000, 1 << 20):
+        for vocab in (37, 128, 1000, 32000, 256000):
+            c = jaxloss.default_chunk_size(n, vocab)
+            p2 = max(min(8192, (1 << 25) // max(n, 1)), 128)
+            p2 = 1 << (p2.bit_length() - 1)  # the largest power of two within the bounds, at least 128
+            assert c == min(p2, vocab), (n, vocab, c)
