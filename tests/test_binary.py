@@ -7,7 +7,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, check_reductions, f32, grad_of, reduce_ref, sigmoid, softplus
+from _reference import (
+    REDUCTIONS,
+    assert_close,
+    central_diff,
+    check_reductions,
+    f32,
+    grad_of,
+    reduce_ref,
+    sigmoid,
+    softplus,
+)
 from _samples import M_ROW, T01, TPM, TSOFT, W_ROW, M, W, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -298,8 +308,7 @@ def test_gradient_and_hessian_at_a_zero_logit(gamma):
     assert_close(np.diag(np.asarray(h)), 0.25, rtol=1e-6)
     f = lambda z: jaxloss.sigmoid_focal_loss(z, t, alpha=None, gamma=gamma, reduction="sum")  # noqa: E731
     eps = 1e-3
-    numeric = [(np_focal(np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()
-                - np_focal(-np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()) / (2 * eps) for i in range(4)]
+    numeric = central_diff(lambda z: np_focal(z, np.asarray(t, float), None, gamma).sum(), np.zeros(4), eps)
     assert_close(jax.grad(f)(x), numeric, rtol=1e-4, atol=1e-6)
     pw = jax.grad(lambda z: jaxloss.binary_cross_entropy_with_logits(z, t, pos_weight=2.0, reduction="sum"))(x)
     assert_close(pw, 0.5 * (1 - np.asarray(t)) - 2.0 * 0.5 * np.asarray(t), rtol=1e-6)
@@ -391,7 +400,7 @@ def test_asymmetric_loss_against_timm_formula(options):
               weights=W, where=M, rtol=3e-5, atol=3e-6, **options)
         # the gradient flows through the focusing weight: central differences of the float64 formula
         h = 1e-6
-        fd = (np_asl(x + h, f32(targets), **options) - np_asl(x - h, f32(targets), **options)) / (2 * h)
+        fd = central_diff(lambda z: np_asl(z, f32(targets), **options), x, h, elementwise=True)
         assert_close(grad_of(jaxloss.asymmetric_loss, (xs, targets), **options), fd, rtol=2e-4, atol=2e-5)
     # "sum" is timm's value (a sum over examples and classes), "mean" its mean
     s = float(jaxloss.asymmetric_loss(xs, T01, reduction="sum", **options))
@@ -437,7 +446,7 @@ def test_focal_soft_targets_and_label_smoothing_are_keras(options):
     t = f32(TSOFT)
     kw = dict(alpha=alpha if alpha is not None else 0.25, gamma=options.get("gamma", 2.0),
               smoothing=options.get("label_smoothing", 0.0), balance=alpha is not None)
-    fd = (np_keras_focal(x + h, t, **kw) - np_keras_focal(x - h, t, **kw)) / (2 * h)
+    fd = central_diff(lambda z: np_keras_focal(z, t, **kw), x, h, elementwise=True)
     assert_close(grad_of(jaxloss.sigmoid_focal_loss, (xs, TSOFT), **options), fd, rtol=2e-4, atol=2e-5)
 
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, check_reductions, f32, grad_of, reduce_ref
+from _reference import REDUCTIONS, assert_close, central_diff, check_reductions, f32, grad_of, reduce_ref
 from _samples import ME, T01, TPM, TRIPLET, WE, M, W, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -805,15 +805,6 @@ def test_masked_anchor_is_still_seen_by_the_others():
         assert_close(none[m], ref(x, y)[m], rtol=2e-5, atol=1e-6)
 
 
-def _central_diff(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = h
-        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
-
-
 def test_gradients_against_numpy():
     x, y, w, m = batch(3)
     x64 = np.asarray(x, np.float64)
@@ -828,13 +819,13 @@ def test_gradients_against_numpy():
     def circle_frozen(e):  # alpha_p, alpha_n held at x64: the stop-gradient gradient
         return reduce_ref(np_circle(e, y, 0.3, 20.0, alpha_from=x64)[0], "mean", w, m, counted=counted)
 
-    assert_close(gc, _central_diff(circle_frozen, x64), rtol=1e-6, atol=1e-8)
+    assert_close(gc, central_diff(circle_frozen, x64), rtol=1e-6, atol=1e-8)
     # and it is not the derivative through alpha
-    full = _central_diff(lambda e: reduce_ref(np_circle(e, y, 0.3, 20.0)[0], "mean", w, m, counted=counted), x64)
+    full = central_diff(lambda e: reduce_ref(np_circle(e, y, 0.3, 20.0)[0], "mean", w, m, counted=counted), x64)
     assert not np.allclose(gc, full, rtol=1e-3)
-    ms = _central_diff(lambda e: reduce_ref(np_ms(e, y, beta=20.0), "mean", w, m), x64)
+    ms = central_diff(lambda e: reduce_ref(np_ms(e, y, beta=20.0), "mean", w, m), x64)
     assert_close(gm, ms, rtol=1e-6, atol=1e-8)
-    assert_close(ghp, _central_diff(lambda b: np_ms(x64, y, base=float(b)).mean(), np.array(0.4)), rtol=1e-6)
+    assert_close(ghp, central_diff(lambda b: np_ms(x64, y, base=float(b)).mean(), np.array(0.4)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("fn", [jaxloss.circle_loss, jaxloss.multi_similarity_loss], ids=["circle", "ms"])

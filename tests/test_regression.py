@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import assert_close, check_reductions, f32, grad_of, reduce_ref
+from _reference import assert_close, central_diff, check_reductions, f32, grad_of, reduce_ref
 from _samples import COSINE, ME, WE
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -444,8 +444,8 @@ def reference(alpha: float, z: float) -> tuple[float, float, float]:
     """(rho, d rho / dz, d rho / d alpha) at float64 inputs, to ~50 digits."""
     a, x = Decimal(alpha), Decimal(z)
     value = rho_dec(a, x)
-    dz = (rho_dec(a, x + _H) - rho_dec(a, x - _H)) / (2 * _H)
-    da = (rho_dec(a + _H, x) - rho_dec(a - _H, x)) / (2 * _H)
+    dz = central_diff(lambda v: rho_dec(a, v), x, _H, elementwise=True)
+    da = central_diff(lambda v: rho_dec(v, x), a, _H, elementwise=True)
     return float(value), float(dz), float(da)
 
 

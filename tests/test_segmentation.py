@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import assert_close, reduce_ref
+from _reference import assert_close, central_diff, reduce_ref
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -252,13 +252,7 @@ def test_gradient_matches_float64_finite_differences():
     with jax.enable_x64(True):
         p64 = p.astype(np.float64)
         g = np.asarray(jax.grad(lambda q: jaxloss.tversky_loss(q, t.astype(np.float64), axis=(1, 2)))(p64))
-        eps = 1e-6
-        num = np.zeros_like(p64)
-        for i in np.ndindex(p64.shape):
-            up, dn = p64.copy(), p64.copy()
-            up[i] += eps
-            dn[i] -= eps
-            num[i] = (np.mean(np_tversky(up, t, axis=(1, 2))) - np.mean(np_tversky(dn, t, axis=(1, 2)))) / (2 * eps)
+        num = central_diff(lambda q: np.mean(np_tversky(q, t, axis=(1, 2))), p64)
         np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
 
 
@@ -540,18 +534,6 @@ def np_lovasz_hinge(logits, targets, ignore=None, per_image=True, keep=None):
     return np.array(out) if per_image else np.array(out[0])
 
 
-def fd_grad(f, x, h=1e-6):
-    """Central finite differences of a NumPy float64 function."""
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        g[i] = (f(up) - f(down)) / (2 * h)
-    return g
-
-
 def data(seed=0, n=2, h=3, w=4, c=4, scale=2.0):
     rng = np.random.default_rng(seed)
     logits = (rng.normal(size=(n, h, w, c)) * scale).astype(np.float32)
@@ -622,7 +604,7 @@ def test_multiclass_dice_gradient_against_finite_differences():
     y[0, 0, 0] = 9
     with jax.enable_x64(True):
         g = jax.grad(lambda a: jaxloss.multiclass_dice_loss(a, jnp.asarray(y), smooth=0.3, ignore_index=9))(f64(x))
-    close64(g, fd_grad(lambda a: np_smp_dice(a, y, smooth=0.3, ignore=9).mean(), f64(x)))
+    close64(g, central_diff(lambda a: np_smp_dice(a, y, smooth=0.3, ignore=9).mean(), f64(x)))
 
 
 def test_multiclass_dice_out_of_range_labels():
@@ -679,7 +661,7 @@ def test_generalized_dice_gradient_against_finite_differences():
     x, y = data(14, n=2, h=2, w=2, c=3)
     with jax.enable_x64(True):
         g = jax.grad(lambda a: jaxloss.generalized_dice_loss(a, jnp.asarray(y), weighting="simple"))(f64(x))
-    close64(g, fd_grad(lambda a: np_monai_gdl(a, y, w_type="simple").mean(), f64(x)))
+    close64(g, central_diff(lambda a: np_monai_gdl(a, y, w_type="simple").mean(), f64(x)))
 
 
 def test_generalized_dice_needs_a_sample_axis_and_classes():
@@ -749,7 +731,7 @@ def test_lovasz_softmax_gradient_against_finite_differences():
         for per_image in (False, True):
             g = jax.grad(lambda a, p=per_image: jaxloss.lovasz_softmax_loss(a, jnp.asarray(y), per_image=p))(f64(x))
             assert np.all(np.isfinite(np.asarray(g)))
-            close64(g, fd_grad(lambda a, p=per_image: np_lovasz_softmax(a, y, per_image=p).mean(), f64(x)))
+            close64(g, central_diff(lambda a, p=per_image: np_lovasz_softmax(a, y, per_image=p).mean(), f64(x)))
 
 
 def test_lovasz_one_batched_sort_under_jit():
@@ -790,7 +772,7 @@ def test_lovasz_hinge_gradient_and_all_ignored():
     t = (rng.uniform(size=x.shape) < 0.5).astype(np.int32)
     with jax.enable_x64(True):
         g = jax.grad(lambda a: jaxloss.lovasz_hinge_loss(a, jnp.asarray(t)))(x)
-    close64(g, fd_grad(lambda a: np_lovasz_hinge(a, t).mean(), x))
+    close64(g, central_diff(lambda a: np_lovasz_hinge(a, t).mean(), x))
     none = np.full(t.shape, 255, np.int32)
     value, g = jax.value_and_grad(lambda a: jaxloss.lovasz_hinge_loss(a, none, ignore_index=255))(x.astype(np.float32))
     assert float(value) == 0.0 and np.all(np.asarray(g) == 0.0)
