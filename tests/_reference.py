@@ -1,7 +1,9 @@
-"""NumPy float64 references shared by the family tests (independent of jaxloss)."""
+"""NumPy float64 references and checks shared by the family tests (independent of jaxloss)."""
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -55,3 +57,64 @@ def reduce_ref_grad(shape, reduction, weights=None, where=None, *, counted=None,
     n = int(np.prod(shape))
     units = np.eye(n).reshape((n, *shape))
     return np.array([reduce_ref(u, reduction, weights, where, **kwargs) for u in units], np.float64).reshape(shape)
+
+
+def central_diff(f, x, h=1e-6, *, elementwise=False):
+    """Central differences ``(f(x + h e_i) - f(x - h e_i)) / 2h`` of a reference.
+
+    ``f`` maps an array shaped like ``x`` to a number: the result is its
+    gradient at ``x`` in float64, one entry per entry of ``x``. With
+    ``elementwise=True``, ``f`` acts entry by entry (``f(x)[i]`` depends on
+    ``x[i]`` alone) and every entry is differenced at once: the result is
+    ``f``'s derivative at each entry, in the type of ``f``'s values (``x`` and
+    ``h`` may be any numbers with arithmetic, ``decimal.Decimal`` included).
+    """
+    if elementwise:
+        return (f(x + h) - f(x - h)) / (2 * h)
+    x = np.asarray(x, np.float64)
+    g = np.zeros(x.shape)
+    for idx in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[idx] = h
+        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+def f32(x):
+    """The float32 values jaxloss sees, back in float64 for the references."""
+    return np.asarray(x, np.float32).astype(np.float64)
+
+
+def sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def log_softmax(x):
+    m = x.max(-1, keepdims=True)
+    return x - m - np.log(np.exp(x - m).sum(-1, keepdims=True))
+
+
+def check_reductions(fn, args, expected, *, weights=None, where=None, rtol=2e-5, atol=2e-6, counted=None,
+                     **options):
+    """``fn`` against the reference per-example values: ``"none"`` as is, and
+    ``"mean"``/``"sum"`` with the weights and the mask together (the reduction
+    rule, ``reduce_ref``; the registry tests cover each reduction alone)."""
+    jargs = [jnp.asarray(a) for a in args]
+    assert_close(fn(*jargs, **options, reduction="none"), reduce_ref(expected, "none", counted=counted),
+                 rtol=rtol, atol=atol)
+    extra = {k: v for k, v in (("weights", weights), ("where", where)) if v is not None}
+    for reduction in ("mean", "sum"):
+        out = fn(*jargs, **options, reduction=reduction, **{k: jnp.asarray(v) for k, v in extra.items()})
+        ref = reduce_ref(expected, reduction, extra.get("weights"), extra.get("where"), counted=counted)
+        assert_close(out, ref, rtol=rtol, atol=atol)
+
+
+def grad_of(fn, args, i=0, **options):
+    """``d fn(*args, reduction="sum") / d args[i]`` in float64."""
+    return np.asarray(jax.grad(lambda x: fn(*[jnp.asarray(a) for a in args[:i]], x,
+                                            *[jnp.asarray(a) for a in args[i + 1:]],
+                                            reduction="sum", **options))(jnp.asarray(args[i])), np.float64)

@@ -23,61 +23,23 @@ Prints one line per check and exits 1 if any failed.
 
 from __future__ import annotations
 
+import _multidevice as md  # first: 8 host devices before JAX starts (tests/ is this script's directory)
+
+# isort: split
 import math
-import os
-import pathlib
 import re
-import sys
 import time
-import traceback
 
-_FLAG = "--xla_force_host_platform_device_count=8"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _multidevice import ROOT, check, close, mesh_of
+from _reference import reduce_ref, reduce_ref_grad
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from _reference import reduce_ref, reduce_ref_grad  # noqa: E402  (tests/ is this script's directory)
-from jax.sharding import Mesh, NamedSharding  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jaxloss
 
-import jaxloss  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAILED: list[str] = []
-PASSED: list[str] = []
-
-
-def check(name):
-    def deco(fn):
-        t0 = time.perf_counter()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-            FAILED.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            PASSED.append(name)
-            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        return fn
-
-    return deco
-
-
-def close(a, b, what, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
-                               err_msg=what)
-
-
-def mesh_of(shape, names):
-    return Mesh(np.array(jax.devices()[: math.prod(shape)]).reshape(shape), names)
-
-
-assert jax.device_count() == 8, (
-    f"expected 8 host devices, got {jax.device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')})"
-)
 ONE = jax.devices()[0]
 
 # ---------------------------------------------------------------------------
@@ -88,9 +50,15 @@ DATA = mesh_of((8,), ("data",))
 # jax.make_mesh's default in recent JAX: sharding is part of every array's type.
 DATA_EXPLICIT = jax.make_mesh((8,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
 
+# The losses are checked in batches: one compiled program computes every loss of a batch
+# (each on its own inputs), once on one device, once on each mesh; a batch that fails to
+# run is run again loss by loss, so a failure names its loss.
+BATCH = 16
 
-def batch_sharded_cases(spec):
-    """One-device results and a function computing them on a given mesh."""
+
+def batch_sharded_case(spec):
+    """The sample tiled so the batch splits over all 8 devices, which inputs are batched,
+    and the function of those inputs computing every reduction, ``where`` and the gradients."""
     rng = np.random.default_rng(0)
     inputs = [np.asarray(a) for a in spec.example.sample(rng)]
     batch = inputs[0].shape[0]
@@ -117,44 +85,92 @@ def batch_sharded_cases(spec):
         return out
 
     args = inputs + ([mask] if mask is not None else [])
-    single = jax.jit(everything)(*[jax.device_put(a, ONE) for a in args])
+    return {"args": args, "batched": batched + ([True] if mask is not None else []), "everything": everything}
 
-    def on(mesh):
-        shardings = [NamedSharding(mesh, P("data") if b else P()) for b in batched]
-        shardings += [NamedSharding(mesh, P("data"))] if mask is not None else []
-        placed = [jax.device_put(a, s) for a, s in zip(args, shardings)]
-        assert any(len(p.sharding.device_set) == 8 and b for p, b in zip(placed, batched)), "nothing was sharded"
-        with jax.set_mesh(mesh):
-            sharded = jax.jit(everything)(*placed)
-        for key in single:
-            for a, b in zip(jax.tree_util.tree_leaves(single[key]), jax.tree_util.tree_leaves(sharded[key])):
-                close(b, a, f"{spec.name}: {key} differs between 8 devices and one", rtol=1e-5, atol=1e-5)
-                assert np.isfinite(np.asarray(a)).all(), f"{spec.name}: {key} not finite"
 
-    return on
+def run(cases, mesh=None):
+    """Every case's results from one program: on one device, or batch sharded over ``mesh``."""
+    if mesh is None:
+        placed = {n: [jax.device_put(a, ONE) for a in c["args"]] for n, c in cases.items()}
+    else:
+        placed = {}
+        for n, c in cases.items():
+            placed[n] = [jax.device_put(a, NamedSharding(mesh, P("data") if b else P()))
+                         for a, b in zip(c["args"], c["batched"])]
+            assert any(len(p.sharding.device_set) == 8 and b for p, b in zip(placed[n], c["batched"])), (
+                f"{n}: nothing was sharded")
+    program = jax.jit(lambda placed: {n: cases[n]["everything"](*placed[n]) for n in placed})
+    if mesh is None:
+        return program(placed)
+    with jax.set_mesh(mesh):
+        return program(placed)
+
+
+def compare(name, single, sharded):
+    for key in single:
+        for a, b in zip(jax.tree_util.tree_leaves(single[key]), jax.tree_util.tree_leaves(sharded[key])):
+            close(b, a, f"{name}: {key} differs between 8 devices and one", rtol=1e-5, atol=1e-5)
+            assert np.isfinite(np.asarray(a)).all(), f"{name}: {key} not finite"
+
+
+def run_batch(cases, mesh=None):
+    """``run``, or where the whole batch fails, ``run`` of each case alone: the results by
+    name, and the error of each case that failed alone."""
+    try:
+        return run(cases, mesh), {}
+    except Exception:  # noqa: BLE001 -- find the losses that fail
+        print(f"  (a batch of {len(cases)} failed {'on one device' if mesh is None else 'sharded'}: "
+              "running its losses one by one)", flush=True)
+    results, errors = {}, {}
+    for n in cases:
+        try:
+            results.update(run({n: cases[n]}, mesh))
+        except Exception as e:  # noqa: BLE001
+            errors[n] = e
+    return results, errors
 
 
 EXPLICIT: list[str] = []
 
 
-def batch_sharded_checks(spec):
-    cases = {}
+def batch_sharded_checks(specs):
+    cases, errors = {}, {}
+    for spec in specs:
+        try:
+            cases[spec.name] = batch_sharded_case(spec)
+        except Exception as e:  # noqa: BLE001
+            errors[spec.name] = e
+    t0 = time.perf_counter()
+    single, failed = run_batch(cases)
+    errors.update(failed)
+    auto, auto_errors = run_batch({n: c for n, c in cases.items() if n in single}, DATA)
+    explicit, explicit_errors = run_batch(
+        {n: c for n, c in cases.items() if n in single}, DATA_EXPLICIT)
+    print(f"  ({len(specs)} losses compiled and run in {time.perf_counter() - t0:.1f} s)", flush=True)
+    for spec in specs:
+        name = spec.name
 
-    @check(f"batch-sharded == one device: {spec.name}")
-    def _auto():
-        cases["on"] = batch_sharded_cases(spec)
-        cases["on"](DATA)
+        @check(f"batch-sharded == one device: {name}")
+        def _auto(name=name):
+            if name in errors:
+                raise errors[name]
+            if name in auto_errors:
+                raise auto_errors[name]
+            compare(name, single[name], auto[name])
 
-    @check(f"batch-sharded == one device, explicit mesh: {spec.name}")
-    def _explicit():
-        if "on" not in cases:  # the one-device results failed above
-            cases["on"] = batch_sharded_cases(spec)
-        cases["on"](DATA_EXPLICIT)
-        EXPLICIT.append(spec.name)
+        if name not in single:
+            continue
+        @check(f"batch-sharded == one device, explicit mesh: {name}")
+        def _explicit(name=name):
+            if name in explicit_errors:
+                raise explicit_errors[name]
+            compare(name, single[name], explicit[name])
+            EXPLICIT.append(name)
 
 
-for _spec in sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name):
-    batch_sharded_checks(_spec)
+_SPECS = sorted(jaxloss.REGISTRY.values(), key=lambda s: s.name)
+for _at in range(0, len(_SPECS), BATCH):
+    batch_sharded_checks(_SPECS[_at:_at + BATCH])
 
 
 # ---------------------------------------------------------------------------
@@ -514,6 +530,4 @@ def _docs():
         exec(compile(block, f"docs/large_vocab.md[block {i}]", "exec"), scope)  # noqa: S102
 
 
-print(f"\n{len(PASSED)} passed, {len(FAILED)} failed; explicit mesh: {len(EXPLICIT)} of {len(jaxloss.REGISTRY)} "
-      "registered losses equal one device")
-sys.exit(1 if FAILED else 0)
+md.finish(f"; explicit mesh: {len(EXPLICIT)} of {len(jaxloss.REGISTRY)} registered losses equal one device")

@@ -20,52 +20,20 @@ Prints one line per check and exits 1 if any failed.
 
 from __future__ import annotations
 
-import os
-import pathlib
+import _multidevice as md  # first: 8 host devices before JAX starts (tests/ is this script's directory)
+
+# isort: split
 import re
-import sys
-import time
-import traceback
 
-_FLAG = "--xla_force_host_platform_device_count=8"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax
+import jax.numpy as jnp
+import numpy as np
+from _multidevice import ROOT, check, close, mesh_of
+from jax.sharding import PartitionSpec as P
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from jax.sharding import Mesh  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
+import jaxloss
 
-import jaxloss  # noqa: E402
-
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAILED: list[str] = []
-PASSED: list[str] = []
-assert jax.device_count() == 8, f"expected 8 host devices, got {jax.device_count()}"
-MESH = Mesh(np.array(jax.devices()), ("data",))
-
-
-def check(name):
-    def deco(fn):
-        t0 = time.perf_counter()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-            FAILED.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            PASSED.append(name)
-            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        return fn
-
-    return deco
-
-
-def close(a, b, what, rtol, atol):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
-                               err_msg=what)
+MESH = mesh_of((8,), ("data",))
 
 
 def data(dtype, n=32, d=8, seed=0):
@@ -179,5 +147,4 @@ def _docs():
         exec(compile(block, "docs/contrastive.md", "exec"), namespace)  # noqa: S102
 
 
-print(f"{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+md.finish()

@@ -7,7 +7,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, reduce_ref
+from _reference import (
+    REDUCTIONS,
+    assert_close,
+    central_diff,
+    check_reductions,
+    f32,
+    grad_of,
+    reduce_ref,
+    sigmoid,
+    softplus,
+)
+from _samples import M_ROW, T01, TPM, TSOFT, W_ROW, M, W, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
@@ -297,8 +308,163 @@ def test_gradient_and_hessian_at_a_zero_logit(gamma):
     assert_close(np.diag(np.asarray(h)), 0.25, rtol=1e-6)
     f = lambda z: jaxloss.sigmoid_focal_loss(z, t, alpha=None, gamma=gamma, reduction="sum")  # noqa: E731
     eps = 1e-3
-    numeric = [(np_focal(np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()
-                - np_focal(-np.eye(4)[i] * eps, np.asarray(t, float), None, gamma).sum()) / (2 * eps) for i in range(4)]
+    numeric = central_diff(lambda z: np_focal(z, np.asarray(t, float), None, gamma).sum(), np.zeros(4), eps)
     assert_close(jax.grad(f)(x), numeric, rtol=1e-4, atol=1e-6)
     pw = jax.grad(lambda z: jaxloss.binary_cross_entropy_with_logits(z, t, pos_weight=2.0, reduction="sum"))(x)
     assert_close(pw, 0.5 * (1 - np.asarray(t)) - 2.0 * 0.5 * np.asarray(t), rtol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# soft margin, multi-label soft margin, sparsemax, perceptron, ASL, focal with soft targets
+# (issue 14: the rest of PyTorch, Keras and optax; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def np_sparse_plus(x):
+    return np.where(x <= -1, 0.0, np.where(x >= 1, x, (x + 1) ** 2 / 4))
+
+
+def test_soft_margin_loss_against_numpy():
+    y = np.array([1.0, -1.0, 0.5, -2.0], np.float32)[None].repeat(5, 0)  # real-valued targets, as PyTorch
+    x = f32(X)
+    check_reductions(jaxloss.soft_margin_loss, (X, y), softplus(-y * x), weights=W, where=M)
+    g = grad_of(jaxloss.soft_margin_loss, (X, y))
+    assert_close(g, -y * sigmoid(-y * x), rtol=1e-5, atol=1e-6)
+    big = jaxloss.soft_margin_loss(jnp.array([200.0, -200.0]), jnp.array([1.0, 1.0]), reduction="none")
+    assert_close(big, [0.0, 200.0])
+
+
+def test_multilabel_soft_margin_loss_against_numpy():
+    x, t = f32(X), f32(TSOFT)
+    cw = np.array([0.5, 1.0, 2.0, 0.0])
+    for weights in (None, cw):
+        w = 1.0 if weights is None else weights
+        ref = (w * (softplus(x) - t * x)).mean(-1)  # -1/C sum_c w_c [t log s(x) + (1-t) log s(-x)]
+        check_reductions(jaxloss.multilabel_soft_margin_loss, (X, TSOFT), ref, weights=W_ROW, where=M_ROW,
+              class_weights=None if weights is None else jnp.asarray(cw, jnp.float32))
+    g = grad_of(jaxloss.multilabel_soft_margin_loss, (X, TSOFT), class_weights=jnp.asarray(cw, jnp.float32))
+    assert_close(g, cw * (sigmoid(x) - t) / 4, rtol=1e-5, atol=1e-6)
+    # the class weights multiply, and "mean" is the plain mean over examples (PyTorch)
+    mean = jaxloss.multilabel_soft_margin_loss(X, TSOFT, class_weights=jnp.asarray(cw, jnp.float32))
+    assert_close(mean, (cw * (softplus(x) - t * x)).mean(-1).mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="multilabel_soft_margin_loss: class_weights"):
+        jaxloss.multilabel_soft_margin_loss(X, TSOFT, class_weights=jnp.ones(3))
+
+
+def test_sparsemax_loss_against_numpy():
+    x = f32(X)
+    hard = np_sparse_plus(np.where(T01 > 0, -x, x))  # optax's form
+    check_reductions(jaxloss.sparsemax_loss, (X, T01), hard, weights=W, where=M)
+    t = f32(TSOFT)
+    soft = np_sparse_plus(x) - x * t - t * (1 - t)  # the Fenchel-Young loss, unfactored
+    check_reductions(jaxloss.sparsemax_loss, (X, TSOFT), soft, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(jaxloss.sparsemax_loss(X, TSOFT, reduction="none")) >= -1e-6)
+    for targets in (T01, TSOFT):
+        g = grad_of(jaxloss.sparsemax_loss, (X, targets))
+        assert_close(g, np.clip((x + 1) / 2, 0, 1) - f32(targets), rtol=1e-5, atol=1e-6)
+    # exact for confident correct predictions (no cancellation), 0 at the sparse sigmoid
+    out = jaxloss.sparsemax_loss(jnp.array([1e6, -1e6, 0.2]), jnp.array([1.0, 0.0, 0.6]), reduction="none")
+    assert_close(out, [0.0, 0.0, 0.0], atol=1e-7)
+
+
+def test_perceptron_loss_against_numpy():
+    x = f32(X)
+    ref = np.maximum(0.0, -TPM * x)
+    check_reductions(jaxloss.perceptron_loss, (X, TPM), ref, weights=W, where=M)
+    assert_close(jaxloss.perceptron_loss(X, T01, reduction="none"), ref)  # {0, 1} means the same
+    assert_close(grad_of(jaxloss.perceptron_loss, (X, TPM)), np.where(-TPM * x > 0, -TPM, 0.0))
+    assert float(jax.grad(lambda s: jaxloss.perceptron_loss(s, jnp.ones(1)))(jnp.zeros(1))[0]) == 0.0
+    with pytest.raises(ValueError, match="perceptron_loss: targets must be in"):
+        jaxloss.perceptron_loss(X, TSOFT)
+
+
+def np_asl(x, y, gamma_pos=0.0, gamma_neg=4.0, clip=0.05):
+    """timm's AsymmetricLossMultiLabel, elementwise (its eps clamp is never reached here)."""
+    xs_pos = sigmoid(x)
+    xs_neg = 1 - xs_pos
+    if clip > 0:
+        xs_neg = np.minimum(xs_neg + clip, 1.0)
+    loss = y * np.log(np.maximum(xs_pos, 1e-8)) + (1 - y) * np.log(np.maximum(xs_neg, 1e-8))
+    pt = xs_pos * y + xs_neg * (1 - y)
+    gamma = gamma_pos * y + gamma_neg * (1 - y)
+    return -loss * (1 - pt) ** gamma
+
+
+@pytest.mark.parametrize("options", [{}, {"gamma_pos": 1.0, "gamma_neg": 2.0, "clip": 0.0},
+                                     {"gamma_pos": 0.5, "gamma_neg": 0.3, "clip": 0.2}])
+def test_asymmetric_loss_against_timm_formula(options):
+    x = f32(X) / 2  # timm clamps log-probabilities below 1e-8; keep away from it
+    xs = x.astype(np.float32)
+    for targets in (T01, TSOFT):
+        check_reductions(jaxloss.asymmetric_loss, (xs, targets), np_asl(x, f32(targets), **options),
+              weights=W, where=M, rtol=3e-5, atol=3e-6, **options)
+        # the gradient flows through the focusing weight: central differences of the float64 formula
+        h = 1e-6
+        fd = central_diff(lambda z: np_asl(z, f32(targets), **options), x, h, elementwise=True)
+        assert_close(grad_of(jaxloss.asymmetric_loss, (xs, targets), **options), fd, rtol=2e-4, atol=2e-5)
+    # "sum" is timm's value (a sum over examples and classes), "mean" its mean
+    s = float(jaxloss.asymmetric_loss(xs, T01, reduction="sum", **options))
+    assert_close(s, np_asl(x, f32(T01), **options).sum(), rtol=3e-5)
+    assert_close(jaxloss.asymmetric_loss(xs, T01, **options), s / x.size, rtol=3e-5)
+
+
+def test_asymmetric_loss_extreme_logits_and_small_gamma():
+    x = jnp.array([-100.0, -30.0, 0.0, 30.0, 100.0, 300.0])
+    for t in (jnp.zeros(6), jnp.ones(6), jnp.full(6, 0.3)):
+        for options in ({"gamma_pos": 0.5, "gamma_neg": 0.5}, {"clip": 0.0}, {}):
+            v, g = jax.value_and_grad(lambda z: jaxloss.asymmetric_loss(z, t, reduction="sum", **options))(x)
+            assert np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g)))
+    # exact -log p for a very negative positive logit (timm's clamp would give 18.42)
+    assert_close(jaxloss.asymmetric_loss(jnp.array([-30.0]), jnp.ones(1)), 30.0, rtol=1e-6)
+    # a negative below the clip costs nothing
+    assert float(jaxloss.asymmetric_loss(jnp.array([-4.0]), jnp.zeros(1))) == 0.0
+
+
+def np_keras_focal(x, t, alpha=0.25, gamma=2.0, smoothing=0.0, balance=True):
+    """Keras's binary_focal_crossentropy(from_logits=True) per element, float64."""
+    t = t * (1 - smoothing) + 0.5 * smoothing
+    p = sigmoid(x)
+    bce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    p_t = t * p + (1 - t) * (1 - p)
+    out = (1 - p_t) ** gamma * bce
+    if balance:
+        out = (t * alpha + (1 - t) * (1 - alpha)) * out
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1},
+                                     {"alpha": None, "gamma": 0.5, "label_smoothing": 0.3}])
+def test_focal_soft_targets_and_label_smoothing_are_keras(options):
+    x = f32(X) / 2  # where Keras's float64 formula is itself accurate
+    xs = x.astype(np.float32)
+    alpha = options.get("alpha", 0.25)
+    ref = np_keras_focal(x, f32(TSOFT), alpha=alpha if alpha is not None else 0.25,
+                         gamma=options.get("gamma", 2.0), smoothing=options.get("label_smoothing", 0.0),
+                         balance=alpha is not None)
+    check_reductions(jaxloss.sigmoid_focal_loss, (xs, TSOFT), ref, weights=W, where=M, rtol=3e-5, atol=3e-6, **options)
+    h = 1e-6
+    t = f32(TSOFT)
+    kw = dict(alpha=alpha if alpha is not None else 0.25, gamma=options.get("gamma", 2.0),
+              smoothing=options.get("label_smoothing", 0.0), balance=alpha is not None)
+    fd = central_diff(lambda z: np_keras_focal(z, t, **kw), x, h, elementwise=True)
+    assert_close(grad_of(jaxloss.sigmoid_focal_loss, (xs, TSOFT), **options), fd, rtol=2e-4, atol=2e-5)
+
+
+def test_focal_hard_targets_unchanged_without_smoothing():
+    x = f32(X)
+    one_minus_pt = T01 * sigmoid(-x) + (1 - T01) * sigmoid(x)
+    ref = (0.25 * T01 + 0.75 * (1 - T01)) * one_minus_pt**2 * (softplus(x) - T01 * x)
+    out = jaxloss.sigmoid_focal_loss(X, T01, reduction="none")
+    assert_close(out, ref, rtol=2e-5, atol=1e-7)
+    assert np.array_equal(np.asarray(out), np.asarray(jaxloss.sigmoid_focal_loss(X, T01, label_smoothing=0.0,
+                                                                                   reduction="none")))
+    with pytest.raises(ValueError, match="sigmoid_focal_loss: label_smoothing must lie in"):
+        jaxloss.sigmoid_focal_loss(X, T01, label_smoothing=1.0)
+
+
+
+def test_sparsemax_and_perceptron_losses_match_optax():
+    x, t = jnp.asarray(X), jnp.asarray(T01)
+    assert_close(jaxloss.sparsemax_loss(x, t, reduction="none"), optax.losses.sparsemax_loss(x, t), atol=1e-6)
+    assert_close(jaxloss.perceptron_loss(x, 2 * t - 1, reduction="none"),
+                 optax.losses.perceptron_loss(x, 2 * t - 1))

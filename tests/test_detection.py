@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import assert_close, reduce_ref
+from _reference import assert_close, central_diff, reduce_ref
 
 import jaxloss
 
@@ -77,17 +77,6 @@ def f64(x):
     return np.asarray(x, np.float32).astype(np.float64)
 
 
-def fd_grad(f, x, h=1e-6):
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        up, down = x.copy(), x.copy()
-        up[i] += h
-        down[i] -= h
-        g[i] = (f(up) - f(down)) / (2 * h)
-    return g
-
-
 # ---------------------------------------------------------------------------
 # Values, reductions, gradients
 # ---------------------------------------------------------------------------
@@ -122,14 +111,14 @@ def test_gradient_against_finite_differences(name):
         kw = {"alpha": v / (1 - iou + v + 1e-7)}
     with jax.enable_x64(True):
         g = jax.grad(lambda a: fn(a, jnp.asarray(t), reduction="sum"))(p)
-    close64(g, fd_grad(lambda a: ref(a, t, **kw).sum(), p))
+    close64(g, central_diff(lambda a: ref(a, t, **kw).sum(), p))
 
 
 def test_ciou_alpha_is_a_constant_for_the_gradient():
     p, t = (f64(b) for b in boxes(3, shape=(3,)))
     with jax.enable_x64(True):
         g = jax.grad(lambda a: jaxloss.ciou_loss(a, jnp.asarray(t), reduction="sum"))(p)
-    assert not np.allclose(g, fd_grad(lambda a: np_ciou(a, t).sum(), p), rtol=1e-4, atol=1e-6)
+    assert not np.allclose(g, central_diff(lambda a: np_ciou(a, t).sum(), p), rtol=1e-4, atol=1e-6)
 
 
 # ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import REDUCTIONS, assert_close, reduce_ref
+from _reference import REDUCTIONS, assert_close, central_diff, reduce_ref
 
 import jaxloss
 
@@ -35,16 +35,6 @@ def np_distill(s, t, temp, kind, beta):
     return temp**2 * d
 
 
-def _num_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        up, dn = x.copy(), x.copy()
-        up[idx] += h
-        dn[idx] -= h
-        g[idx] = (f(up) - f(dn)) / (2 * h)
-    return g
-
-
 RNG = np.random.default_rng(0)
 N, V = 5, 7
 S = (RNG.normal(size=(N, V)) * 2).astype(np.float32)
@@ -65,8 +55,8 @@ def test_distillation_against_numpy(kind):
             assert_close(out, reduce_ref(ref, reduction, kw.get("weights"), kw.get("where")), rtol=2e-5, atol=1e-6)
     gs, gt = jax.grad(lambda a, b: jaxloss.distillation_loss(a, b, temperature=temp, divergence=kind, beta=beta,
                                                              reduction="sum"), argnums=(0, 1))(S, TCH)
-    assert_close(gs, _num_grad(lambda a: np_distill(a, t64, temp, kind, beta).sum(), s64), rtol=1e-3, atol=1e-5)
-    assert_close(gt, _num_grad(lambda b: np_distill(s64, b, temp, kind, beta).sum(), t64), rtol=1e-3, atol=1e-5)
+    assert_close(gs, central_diff(lambda a: np_distill(a, t64, temp, kind, beta).sum(), s64), rtol=1e-3, atol=1e-5)
+    assert_close(gt, central_diff(lambda b: np_distill(s64, b, temp, kind, beta).sum(), t64), rtol=1e-3, atol=1e-5)
 
 
 def test_distillation_class_axis_and_equal_inputs():
@@ -87,7 +77,7 @@ def test_distillation_minus_inf_teacher_logit():
             argnums=(0, 1))(S, t)
         assert_close(out, np_distill(s64, t64, 1.5, kind, 0.5).sum(), rtol=2e-5)
         assert np.all(np.isfinite(gs)) and np.all(np.isfinite(gt)) and np.all(np.asarray(gt)[:, 2] == 0)
-        assert_close(gs, _num_grad(lambda a: np_distill(a, t64, 1.5, kind, 0.5).sum(), s64), rtol=1e-3, atol=1e-5)
+        assert_close(gs, central_diff(lambda a: np_distill(a, t64, 1.5, kind, 0.5).sum(), s64), rtol=1e-3, atol=1e-5)
 
 
 def test_distillation_errors():
@@ -124,7 +114,7 @@ def test_linear_distillation_equals_materialised_values_and_grads():
         val, grads = jax.value_and_grad(jx_loss, argnums=(0, 1, 2, 3))(HS, WS, HT, WT)
         assert_close(val, np_loss(*h64), rtol=2e-5, atol=1e-6)
         for i, g in enumerate(grads):
-            num = _num_grad(lambda x, i=i: np_loss(*[x if j == i else h64[j] for j in range(4)]), h64[i])
+            num = central_diff(lambda x, i=i: np_loss(*[x if j == i else h64[j] for j in range(4)]), h64[i])
             assert_close(g, num, rtol=1e-3, atol=1e-5)
         assert_close(jaxloss.linear_distillation_loss(HS, WS, HT, WT, divergence=kind, reduction="none"),
                      np_distill(h64[0] @ h64[1].T, h64[2] @ h64[3].T, 1.0, kind, 0.5), rtol=2e-5, atol=1e-6)

@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, extras, reduce_ref
+from _reference import REDUCTIONS, assert_close, check_reductions, extras, f32, grad_of, reduce_ref
+from _samples import GKL, ME, WE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -183,3 +184,33 @@ def test_nonnegative_and_matches_reference(seed, zeros):
         got = np.asarray(fn(log_q, p, reduction="none"))
         assert np.all(got >= -1e-6), name
         assert_close(got, ref(log_q, p), rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------
+# generalized KL (issue 14; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def test_generalized_kl_divergence_against_numpy():
+    q, p = (a.copy() for a in GKL)
+    p[0, :2] = 0.0  # zero target mass: the term is q
+    lq, pt = np.log(q).astype(np.float32), p.astype(np.float32)
+    qd, pd = np.exp(f32(lq)), f32(pt)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(pd > 0, pd * (np.log(np.where(pd > 0, pd, 1)) - f32(lq)), 0.0) - pd + qd
+    check_reductions(jaxloss.generalized_kl_divergence, (lq, pt), terms.sum(-1), weights=WE, where=ME,
+                     rtol=3e-5, atol=3e-6)
+    with np.errstate(divide="ignore"):
+        log_pt = np.log(pt)
+    assert_close(jaxloss.generalized_kl_divergence(lq, log_pt, log_target=True, reduction="none"),
+                 terms.sum(-1), rtol=3e-5, atol=3e-6)
+    assert_close(grad_of(jaxloss.generalized_kl_divergence, (lq, pt)), qd - pd, rtol=1e-5, atol=1e-6)
+    # normalised inputs: the KL divergence; -inf log-predictions where the target is 0 are fine
+    lq_n = np.log(q / q.sum(-1, keepdims=True)).astype(np.float32)
+    pn = (p / p.sum(-1, keepdims=True)).astype(np.float32)
+    assert_close(jaxloss.generalized_kl_divergence(lq_n, pn), jaxloss.kl_divergence(lq_n, pn), atol=2e-6)
+    masked = lq_n.copy()
+    masked[0, :2] = -np.inf
+    v, g = jax.value_and_grad(lambda z: jaxloss.generalized_kl_divergence(z, pn))(jnp.asarray(masked))
+    assert np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g)))
+

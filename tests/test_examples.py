@@ -26,8 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 
 
+def _pythonpath() -> str:
+    """This checkout first, so a subprocess imports its jaxloss (not another installed copy)."""
+    return os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+
+
 def run_example(name: str, out: Path, *args: str) -> str:
-    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0"}
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONHASHSEED": "0", "PYTHONPATH": _pythonpath()}
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), "--small", "--out", str(out), *args],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
@@ -182,6 +187,7 @@ def test_ctc_ocr(tmp_path):
 @pytest.mark.slow
 def test_colab_notebook_runs_on_cpu(tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend captures the figures
+    monkeypatch.setenv("PYTHONPATH", _pythonpath())  # the kernel and its self-check import this checkout
     nb = nbformat.read(EXAMPLES / "colab_tpu.ipynb", as_version=4)
     assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "commit the notebook without outputs"
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import reduce_ref, reduce_ref_grad
+from _reference import central_diff, reduce_ref, reduce_ref_grad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax.test_util import check_grads
@@ -230,11 +230,7 @@ def test_hyperparameter_gradients():
         return loss.mean()
 
     x0 = np.array([0.1, 1e-2, 2.5])
-    num = []
-    for i in range(3):
-        e = np.zeros(3)
-        e[i] = 1e-6
-        num.append((ref(*(x0 + e)) - ref(*(x0 - e))) / 2e-6)
+    num = central_diff(lambda x: ref(*x), x0)
     with jax.enable_x64(True):
         g = jax.grad(
             lambda eps, zl, cap: LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), bias=jnp.asarray(b),
@@ -463,7 +459,7 @@ def test_class_weights_gradient():
         loss, wi, _ = ref_terms(h, w, y, b, 0.1, 1e-2, None, None, c)
         return loss.sum() / wi.sum()
 
-    num = np.array([(ref(cw + e) - ref(cw - e)) / 2e-6 for e in np.eye(V) * 1e-6])
+    num = central_diff(ref, cw)
     with jax.enable_x64(True):
         for route in ("vocab-chunks", "token-chunks"):
             g = jax.grad(lambda c: LCE(jnp.asarray(h), jnp.asarray(w), jnp.asarray(y), bias=jnp.asarray(b),
@@ -771,3 +767,15 @@ def test_vocab_parallel_logit_softcap_equals_sparse_cross_entropy():
     lse = np.log(np.exp(capped).sum(-1))
     np.testing.assert_allclose(f(z, y), np.mean(lse - capped[np.arange(5), np.asarray(y)]), rtol=1e-5)
     np.testing.assert_allclose(f(z, y), jaxloss.sparse_cross_entropy(z, y, logit_softcap=4.0), rtol=1e-6)
+
+
+def test_default_chunk_size():
+    # the docstring's examples
+    assert (jaxloss.default_chunk_size(8192, 256000), jaxloss.default_chunk_size(512, 32000),
+            jaxloss.default_chunk_size(6, 37)) == (4096, 8192, 37)
+    for n in (0, 1, 100, 4096, 4097, 8192, 50_000, 1 << 20):
+        for vocab in (37, 128, 1000, 32000, 256000):
+            c = jaxloss.default_chunk_size(n, vocab)
+            p2 = max(min(8192, (1 << 25) // max(n, 1)), 128)
+            p2 = 1 << (p2.bit_length() - 1)  # the largest power of two within the bounds, at least 128
+            assert c == min(p2, vocab), (n, vocab, c)

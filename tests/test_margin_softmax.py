@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _reference import central_diff
 
 import jaxloss
 
@@ -40,16 +41,6 @@ def ref_loss(e, w, y, s, m, kind):
     return top + np.log(np.exp(z - top[:, None]).sum(1)) - z[rows, y]
 
 
-def numeric_grad(f, x, eps=1e-6):
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        d = np.zeros_like(x)
-        d[i] = eps
-        g[i] = (f(x + d) - f(x - d)) / (2 * eps)
-    return g
-
-
 def data(seed=0, subcentres=None):
     rng = np.random.default_rng(seed)
     e = rng.normal(size=(N, D))
@@ -66,10 +57,10 @@ def test_value_and_gradients_float64(kind, route, subcentres):
     s, m = 8.0, 0.4
     fn = LOSSES[kind]
     want = ref_loss(e, w, y, s, m, kind)
-    g_e = numeric_grad(lambda x: ref_loss(x, w, y, s, m, kind).mean(), e)
-    g_w = numeric_grad(lambda x: ref_loss(e, x, y, s, m, kind).mean(), w)
-    g_s = numeric_grad(lambda x: ref_loss(e, w, y, float(x), m, kind).mean(), np.float64(s))
-    g_m = numeric_grad(lambda x: ref_loss(e, w, y, s, float(x), kind).mean(), np.float64(m))
+    g_e = central_diff(lambda x: ref_loss(x, w, y, s, m, kind).mean(), e)
+    g_w = central_diff(lambda x: ref_loss(e, x, y, s, m, kind).mean(), w)
+    g_s = central_diff(lambda x: ref_loss(e, w, y, float(x), m, kind).mean(), np.float64(s))
+    g_m = central_diff(lambda x: ref_loss(e, w, y, s, float(x), kind).mean(), np.float64(m))
     with jax.enable_x64(True):
         args = (jnp.asarray(e), jnp.asarray(w), jnp.asarray(y))
         none = fn(*args, scale=s, margin=m, reduction="none", **ROUTES[route])
@@ -86,8 +77,8 @@ def test_per_example_cotangents_and_weights():
     rng = np.random.default_rng(3)
     cot = rng.normal(size=N)
     wts = rng.uniform(0.1, 2.0, size=N)
-    ref_none = numeric_grad(lambda x: (ref_loss(x, w, y, 16.0, 0.5, "arc") * cot).sum(), e)
-    ref_mean = numeric_grad(lambda x: (ref_loss(e, x, y, 16.0, 0.5, "arc") * wts).sum() / wts.sum(), w)
+    ref_none = central_diff(lambda x: (ref_loss(x, w, y, 16.0, 0.5, "arc") * cot).sum(), e)
+    ref_mean = central_diff(lambda x: (ref_loss(e, x, y, 16.0, 0.5, "arc") * wts).sum() / wts.sum(), w)
     with jax.enable_x64(True):
         f = jaxloss.arcface_loss
         g_none = jax.grad(lambda x: jnp.sum(f(x, jnp.asarray(w), jnp.asarray(y), scale=16.0, reduction="none")

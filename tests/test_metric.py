@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+import pickle
 
 import jax
 import jax.extend
@@ -13,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, reduce_ref
+from _reference import REDUCTIONS, assert_close, central_diff, check_reductions, f32, grad_of, reduce_ref
+from _samples import ME, T01, TPM, TRIPLET, WE, M, W, X
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -639,3 +641,230 @@ def test_errors(call, error, match):
     x, labels = _batch(12, B=6, D=3)
     with pytest.raises(error, match=match):
         call(x, labels)
+
+
+# ---------------------------------------------------------------------------
+# hinge embedding, triplet with a distance_fn (issue 14; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def test_hinge_embedding_loss_against_numpy():
+    d = np.abs(X)
+    ref = np.where(TPM > 0, f32(d), np.maximum(0.0, 1.5 - f32(d)))
+    check_reductions(jaxloss.hinge_embedding_loss, (d, TPM), ref, weights=W, where=M, margin=1.5)
+    g = grad_of(jaxloss.hinge_embedding_loss, (d, TPM), margin=1.5)
+    assert_close(g, np.where(TPM > 0, 1.0, np.where(f32(d) < 1.5, -1.0, 0.0)))
+    assert_close(jaxloss.hinge_embedding_loss(d, TPM.astype(np.int32), margin=1.5, reduction="none"), ref)
+    with pytest.raises(ValueError, match="hinge_embedding_loss: targets must take values in"):
+        jaxloss.hinge_embedding_loss(d, T01)
+
+
+def manhattan(x, y):
+    """A module-level distance (hashable by identity, picklable)."""
+    return jnp.sum(jnp.abs(x - y), axis=-1)
+
+
+def test_triplet_loss_with_a_distance_fn():
+    a, p, n = TRIPLET
+    d = lambda u, v: np.abs(f32(u) - f32(v)).sum(-1)  # noqa: E731
+    ref = np.maximum(0.0, d(a, p) - d(a, n) + 0.7)
+    check_reductions(jaxloss.triplet_loss, (a, p, n), ref, weights=WE, where=ME, margin=0.7, distance_fn=manhattan)
+    swapped = np.maximum(0.0, d(a, p) - np.minimum(d(a, n), d(p, n)) + 0.7)
+    assert_close(jaxloss.triplet_loss(a, p, n, margin=0.7, swap=True, distance_fn=manhattan, reduction="none"),
+                 swapped)
+    # the built-in p=1 norm is the same distance
+    assert_close(jaxloss.triplet_loss(a, p, n, margin=0.7, distance_fn=manhattan),
+                 jaxloss.triplet_loss(a, p, n, margin=0.7, p=1))
+    # one compilation per callable (static, by identity)
+    before = jaxloss.triplet_loss._compute._cache_size()
+    for m in (0.1, 0.2, 0.3):
+        jaxloss.triplet_loss(a, p, n, margin=m, distance_fn=manhattan)
+    assert jaxloss.triplet_loss._compute._cache_size() == before
+    # the loss object hashes, compares and pickles by the callable
+    crit = jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7)
+    assert crit == jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7)
+    assert hash(crit) == hash(jaxloss.TripletLoss(distance_fn=manhattan, margin=0.7))
+    assert crit != jaxloss.TripletLoss(margin=0.7)
+    assert pickle.loads(pickle.dumps(crit)) == crit
+    assert_close(jax.jit(lambda c, *x: c(*x))(crit, a, p, n), ref.mean())
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(jaxloss.TripletLoss(distance_fn=lambda x, y: manhattan(x, y)))
+
+
+def test_triplet_loss_distance_fn_errors():
+    a = jnp.zeros((4, 3))
+    with pytest.raises(ValueError, match="triplet_loss: p and squared choose the built-in distance"):
+        jaxloss.triplet_loss(a, a, a, p=1, distance_fn=manhattan)
+    with pytest.raises(ValueError, match=r"triplet_loss: distance_fn\(x, y\) must return one distance per triplet"):
+        jaxloss.triplet_loss(a, a, a, distance_fn=lambda x, y: jnp.abs(x - y))
+    with pytest.raises(TypeError, match="triplet_loss: distance_fn must be None or a callable"):
+        jaxloss.triplet_loss(a, a, a, distance_fn="manhattan")
+
+
+# ===========================================================================
+# circle_loss and multi_similarity_loss (formerly tests/test_metric_pairs.py)
+#
+# circle_loss and multi_similarity_loss against NumPy float64 references written here.
+#
+# Per-anchor loops over the pairs (an independent formulation of the masked
+# log-sum-exps), every reduction with weights and where (a masked anchor leaves
+# the reduction but stays a positive/negative of the others), the counting rules
+# (Circle: anchors with a positive and a negative; Multi-Similarity: all
+# anchors), gradients (Circle's with its adaptive weights held constant, as the
+# stop-gradient defines it), cos = +-1 and zero vectors finite.
+# ===========================================================================
+
+def np_cos(x):
+    x = np.asarray(x, np.float64)
+    u = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return u @ u.T
+
+
+def np_circle(x, labels, margin=0.4, gamma=80.0, alpha_from=None):
+    """Per-anchor Circle losses and the counted anchors. ``alpha_from``: embeddings
+    whose similarities give the adaptive weights (the stop-gradient point)."""
+    s = np_cos(x)
+    sa = s if alpha_from is None else np_cos(alpha_from)
+    n = len(labels)
+    out, counted = np.zeros(n), np.zeros(n, bool)
+    for i in range(n):
+        p = [j for j in range(n) if j != i and labels[j] == labels[i]]
+        q = [j for j in range(n) if labels[j] != labels[i]]
+        if not p or not q:
+            continue
+        counted[i] = True
+        lp = [-gamma * max(1 + margin - sa[i, j], 0.0) * (s[i, j] - (1 - margin)) for j in p]
+        ln = [gamma * max(sa[i, j] + margin, 0.0) * (s[i, j] - margin) for j in q]
+        total = np.logaddexp.reduce(lp) + np.logaddexp.reduce(ln)
+        out[i] = np.logaddexp(0.0, total)
+    return out, counted
+
+
+def np_ms(x, labels, alpha=2.0, beta=50.0, base=0.5):
+    s = np_cos(x)
+    n = len(labels)
+    out = np.zeros(n)
+    for i in range(n):
+        p = [s[i, j] for j in range(n) if j != i and labels[j] == labels[i]]
+        q = [s[i, j] for j in range(n) if labels[j] != labels[i]]
+        pos = np.log1p(np.sum(np.exp(-alpha * (np.array(p) - base)))) / alpha if p else 0.0
+        neg = np.log1p(np.sum(np.exp(beta * (np.array(q) - base)))) / beta if q else 0.0
+        out[i] = pos + neg
+    return out
+
+
+def batch(seed=0, n=9, d=4):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d))
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 3])  # class 3 has no positive
+    w = rng.uniform(0.5, 2.0, size=n)
+    m = np.ones(n, bool)
+    m[[1, 5]] = False
+    return x.astype(np.float32), labels.astype(np.int32), w.astype(np.float32), m
+
+
+CIRCLE_OPTIONS = [{}, {"margin": 0.25, "gamma": 256.0}, {"margin": 0.1, "gamma": 10.0}]
+MS_OPTIONS = [{}, {"alpha": 1.0, "beta": 10.0, "base": 0.2}, {"alpha": 5.0, "beta": 40.0, "base": 0.7}]
+
+
+def test_circle_against_numpy():
+    x, y, w, m = batch()
+    for opts in CIRCLE_OPTIONS:
+        ref, counted = np_circle(x, y, **opts)
+        assert not counted[-1]  # the anchor without a positive is not counted
+        for extra in ({}, {"weights": w, "where": m}):
+            for reduction in ("mean", "sum", "none"):
+                out = jaxloss.circle_loss(x, y, **opts, reduction=reduction, **extra)
+                expected = reduce_ref(ref, reduction, extra.get("weights"), extra.get("where"), counted=counted)
+                assert_close(out, expected, rtol=2e-5, atol=1e-5)
+    # "none" is 0 for the uncounted anchor; the mean divides by the counted anchors only
+    assert float(jaxloss.circle_loss(x, y, reduction="none")[-1]) == 0.0
+    ref, counted = np_circle(x, y)
+    assert_close(jaxloss.circle_loss(x, y), ref.sum() / counted.sum(), rtol=2e-5)
+
+
+def test_multi_similarity_against_numpy():
+    x, y, w, m = batch(1)
+    for opts in MS_OPTIONS:
+        ref = np_ms(x, y, **opts)
+        for extra in ({}, {"weights": w, "where": m}):
+            for reduction in ("mean", "sum", "none"):
+                out = jaxloss.multi_similarity_loss(x, y, **opts, reduction=reduction, **extra)
+                expected = reduce_ref(ref, reduction, extra.get("weights"), extra.get("where"))
+                assert_close(out, expected, rtol=2e-5, atol=1e-5)
+    # the mean is over all anchors, also the one without a positive
+    assert_close(jaxloss.multi_similarity_loss(x, y), np_ms(x, y).mean(), rtol=2e-5)
+
+
+def test_masked_anchor_is_still_seen_by_the_others():
+    x, y, _, m = batch(2)
+    for fn, ref in ((jaxloss.circle_loss, lambda *a: np_circle(*a)[0]), (jaxloss.multi_similarity_loss, np_ms)):
+        none = np.asarray(fn(x, y, where=m, reduction="none"))
+        assert np.all(none[~m] == 0)
+        # the kept anchors' losses are those of the full batch (masked rows still pair with them)
+        assert_close(none[m], ref(x, y)[m], rtol=2e-5, atol=1e-6)
+
+
+def test_gradients_against_numpy():
+    x, y, w, m = batch(3)
+    x64 = np.asarray(x, np.float64)
+    with jax.enable_x64(True):
+        gc = jax.grad(lambda e: jaxloss.circle_loss(e, y, margin=0.3, gamma=20.0, weights=w, where=m))(
+            jnp.asarray(x64))
+        gm = jax.grad(lambda e: jaxloss.multi_similarity_loss(e, y, beta=20.0, weights=w, where=m))(
+            jnp.asarray(x64))
+        ghp = jax.grad(lambda b: jaxloss.multi_similarity_loss(jnp.asarray(x64), y, base=b))(jnp.float64(0.4))
+    _, counted = np_circle(x64, y)
+
+    def circle_frozen(e):  # alpha_p, alpha_n held at x64: the stop-gradient gradient
+        return reduce_ref(np_circle(e, y, 0.3, 20.0, alpha_from=x64)[0], "mean", w, m, counted=counted)
+
+    assert_close(gc, central_diff(circle_frozen, x64), rtol=1e-6, atol=1e-8)
+    # and it is not the derivative through alpha
+    full = central_diff(lambda e: reduce_ref(np_circle(e, y, 0.3, 20.0)[0], "mean", w, m, counted=counted), x64)
+    assert not np.allclose(gc, full, rtol=1e-3)
+    ms = central_diff(lambda e: reduce_ref(np_ms(e, y, beta=20.0), "mean", w, m), x64)
+    assert_close(gm, ms, rtol=1e-6, atol=1e-8)
+    assert_close(ghp, central_diff(lambda b: np_ms(x64, y, base=float(b)).mean(), np.array(0.4)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn", [jaxloss.circle_loss, jaxloss.multi_similarity_loss], ids=["circle", "ms"])
+def test_cos_plus_minus_one_and_zero_vectors_are_finite(fn):
+    v = np.array([[1.0, 2.0, 0.5]], np.float32)
+    cases = {
+        "identical positives (cos = 1)": (np.concatenate([v, v, -v, -v]), [0, 0, 1, 1]),
+        "opposite negatives (cos = -1)": (np.concatenate([v, 2 * v, -v, -3 * v]), [0, 0, 1, 1]),
+        "identical negatives (cos = 1)": (np.concatenate([v, v, v, v]), [0, 1, 0, 1]),
+        "a zero vector": (np.concatenate([v, 0 * v, -v, v]), [0, 0, 1, 1]),
+        "one class (no negatives)": (np.concatenate([v, -v, v]), [0, 0, 0]),
+    }
+    for what, (x, y) in cases.items():
+        y = np.asarray(y, np.int32)
+        val, g = jax.value_and_grad(lambda e: fn(e, y))(jnp.asarray(x))
+        assert np.isfinite(float(val)) and np.all(np.isfinite(np.asarray(g))), what
+    # one class: Circle counts no anchor (0, zero gradient); MS keeps the positive terms
+    x, y = cases["one class (no negatives)"]
+    y = np.asarray(y, np.int32)
+    if fn is jaxloss.circle_loss:
+        val, g = jax.value_and_grad(lambda e: fn(e, y))(jnp.asarray(x))
+        assert float(val) == 0.0 and np.all(np.asarray(g) == 0)
+    else:
+        assert_close(fn(x, y), np_ms(x, y).mean(), rtol=2e-5)
+    # identical positives at cos = 1 and opposite negatives at cos = -1: reference values
+    x, y = cases["identical positives (cos = 1)"]
+    y = np.asarray(y, np.int32)
+    ref = np_circle(x, y)[0].mean() if fn is jaxloss.circle_loss else np_ms(x, y).mean()
+    assert_close(fn(x, y), ref, rtol=2e-5, atol=1e-6)
+
+
+def test_circle_and_multi_similarity_errors():
+    x = jnp.ones((4, 3))
+    y = jnp.array([0, 0, 1, 1])
+    with pytest.raises(ValueError, match="circle_loss: margin must lie in"):
+        jaxloss.circle_loss(x, y, margin=1.5)
+    with pytest.raises(ValueError, match="multi_similarity_loss: beta must lie in"):
+        jaxloss.multi_similarity_loss(x, y, beta=0.0)
+    with pytest.raises(TypeError, match="circle_loss: labels must"):
+        jaxloss.circle_loss(x, y.astype(jnp.float32))
+    with pytest.raises(ValueError, match="multi_similarity_loss: embeddings must have shape"):
+        jaxloss.multi_similarity_loss(jnp.ones((2, 4, 3)), jnp.zeros((2, 4), jnp.int32))

@@ -14,7 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import REDUCTIONS, assert_close, extras, reduce_ref
+from _reference import (
+    REDUCTIONS,
+    assert_close,
+    central_diff,
+    check_reductions,
+    extras,
+    f32,
+    grad_of,
+    log_softmax,
+    reduce_ref,
+)
+from _samples import CW_MARGIN, ME, WE, S, Y
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -798,3 +809,220 @@ def test_logit_softcap_equals_the_fused_head():
 def test_logit_softcap_must_be_positive():
     with pytest.raises(ValueError, match=r"sparse_cross_entropy: logit_softcap must lie in \(0, inf\), got 0.0"):
         jaxloss.sparse_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 1]), logit_softcap=0.0)
+
+
+# ---------------------------------------------------------------------------
+# multi-margin, multi-label margin, GCE, poly-1, sparsemax, perceptron
+# (issue 14: the rest of PyTorch, Keras and optax; samples in _samples.py)
+# ---------------------------------------------------------------------------
+
+
+def np_multi_margin(s, y, p=1, margin=1.0, w=None):
+    n, c = s.shape
+    out = np.zeros(n)
+    for i in range(n):
+        for k in range(c):
+            if k != y[i]:
+                out[i] += max(0.0, margin - s[i, y[i]] + s[i, k]) ** p
+        out[i] *= (1.0 if w is None else w[y[i]]) / c
+    return out
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_loss_against_numpy(p):
+    s = f32(S)
+    for margin, cw in ((1.0, None), (0.4, CW_MARGIN)):
+        options = {"p": p, "margin": margin, "class_weights": None if cw is None else jnp.asarray(cw)}
+        check_reductions(jaxloss.multi_margin_loss, (S, Y), np_multi_margin(s, Y, p, margin, cw), weights=WE, where=ME,
+              **options)
+        # class weights multiply; "mean" stays the plain mean (PyTorch)
+        assert_close(jaxloss.multi_margin_loss(S, Y, **options), np_multi_margin(s, Y, p, margin, cw).mean())
+    # gradient: d/ds_k = w_y/C * p * v_k^(p-1) for violating k != y, minus their sum at y
+    v = np.maximum(0.0, 1.0 - s[np.arange(6), Y][:, None] + s)
+    v[np.arange(6), Y] = 0.0
+    dk = (p * v ** (p - 1) * (v > 0)) / 5 * CW_MARGIN[Y][:, None]
+    dk[np.arange(6), Y] = -dk.sum(-1)
+    assert_close(grad_of(jaxloss.multi_margin_loss, (S, Y), p=p, class_weights=jnp.asarray(CW_MARGIN)), dk,
+                 rtol=1e-5, atol=1e-6)
+    # PyTorch's documented example
+    assert_close(jaxloss.multi_margin_loss(jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([3])), 0.325)
+    # class axis elsewhere equals moving it last
+    assert_close(jaxloss.multi_margin_loss(S.T, Y, p=p, axis=0, reduction="none"),
+                 np_multi_margin(s, Y, p))
+
+
+def test_multi_margin_loss_errors():
+    with pytest.raises(ValueError, match="multi_margin_loss: p must be 1 or 2"):
+        jaxloss.multi_margin_loss(S, Y, p=3)
+    with pytest.raises(ValueError, match="multi_margin_loss: labels must lie in"):
+        jaxloss.multi_margin_loss(S, Y + 1)
+    with pytest.raises(ValueError, match="multi_margin_loss: class_weights"):
+        jaxloss.multi_margin_loss(S, Y, class_weights=jnp.ones(4))
+
+
+def np_multilabel_margin(s, y):
+    """PyTorch's algorithm: mark the targets up to the first -1, then loop over them."""
+    n, c = s.shape
+    out = np.zeros(n)
+    for i in range(n):
+        targets = []
+        for j in y[i]:
+            if j < 0:
+                break
+            targets.append(j)
+        is_target = np.zeros(c, bool)
+        is_target[targets] = True
+        for j in targets:
+            for k in range(c):
+                if not is_target[k]:
+                    out[i] += max(0.0, 1 - (s[i, j] - s[i, k]))
+        out[i] /= c
+    return out
+
+
+def test_multilabel_margin_loss_against_pytorch_algorithm():
+    labels = np.array([[3, 0, -1, 1, 4],      # junk after the first -1
+                       [1, 1, -1, 0, 0],      # a repeated target counts twice
+                       [-1, 2, 3, 0, 0],      # empty list
+                       [0, 1, 2, 3, 4],       # every class a target: 0
+                       [4, -1, -1, -1, -1],
+                       [2, 0, 4, -1, 7]],     # out of range but after the -1: ignored
+                      np.int32)
+    ref = np_multilabel_margin(f32(S), labels)
+    assert ref[2] == 0 and ref[3] == 0 and ref[0] > 0
+    check_reductions(jaxloss.multilabel_margin_loss, (S, labels), ref, weights=WE, where=ME)
+    # gradient against central differences of the reference
+    fd = central_diff(lambda s: np_multilabel_margin(s, labels).sum(), f32(S), 1e-4)
+    assert_close(grad_of(jaxloss.multilabel_margin_loss, (S, labels)), fd, rtol=1e-3, atol=1e-4)
+    # PyTorch's documented example
+    out = jaxloss.multilabel_margin_loss(jnp.array([[0.1, 0.2, 0.4, 0.8]]), jnp.array([[3, 0, -1, 1]]))
+    assert_close(out, 0.85)
+
+
+def test_multilabel_margin_loss_bad_labels():
+    bad = np.array([[0, 5, -1, 0, 0]] * 6, np.int32)
+    with pytest.raises(ValueError, match=r"multilabel_margin_loss: labels before the first -1 of a row must lie"):
+        jaxloss.multilabel_margin_loss(S, bad)
+    out = jax.jit(lambda s, y: jaxloss.multilabel_margin_loss(s, y, reduction="none"))(S, bad)
+    assert np.all(np.isnan(np.asarray(out)))
+    with pytest.raises(TypeError, match="multilabel_margin_loss: labels must hold integer"):
+        jaxloss.multilabel_margin_loss(S, bad.astype(np.float32))
+    with pytest.raises(ValueError, match="multilabel_margin_loss: scores and labels must have the same shape"):
+        jaxloss.multilabel_margin_loss(S, bad[:, :4])
+
+
+def test_generalized_cross_entropy_against_numpy():
+    s = f32(S)
+    log_p = log_softmax(s)[np.arange(6), Y]
+    p_y = np.exp(log_p)
+    for q in (0.3, 0.5, 1.0):
+        check_reductions(jaxloss.generalized_cross_entropy, (S, Y), (1 - p_y**q) / q, weights=WE, where=ME, q=q)
+        p = np.exp(log_softmax(s))
+        onehot = np.eye(5)[Y]
+        g = -(p_y**q)[:, None] * (onehot - p)  # d/dx of (1 - p_y^q)/q
+        assert_close(grad_of(jaxloss.generalized_cross_entropy, (S, Y), q=q), g, rtol=1e-5, atol=1e-6)
+    assert_close(jaxloss.generalized_cross_entropy(S, Y, q=1.0, reduction="none"), 1 - p_y)  # MAE
+    assert_close(jaxloss.generalized_cross_entropy(S, Y, q=1e-4, reduction="none"), -log_p, rtol=1e-3)  # -> CE
+    y_ign = np.where(np.arange(6) % 3 == 0, -100, Y).astype(np.int32)
+    out = jaxloss.generalized_cross_entropy(S, y_ign, ignore_index=-100, reduction="none")
+    assert_close(out, np.where(y_ign == -100, 0.0, (1 - np.sqrt(p_y)) / 0.5), rtol=2e-5, atol=1e-6)
+    assert_close(jaxloss.generalized_cross_entropy(S, y_ign, ignore_index=-100),
+                 ((1 - np.sqrt(p_y)) / 0.5)[y_ign != -100].mean(), rtol=2e-5)
+    # an underflowed label probability: 1/q, finite gradient
+    x = jnp.array([[-200.0, 0.0, 0.0]])
+    v, g = jax.value_and_grad(lambda z: jaxloss.generalized_cross_entropy(z, jnp.array([0])))(x)
+    assert_close(v, 2.0) and np.all(np.isfinite(np.asarray(g)))
+    with pytest.raises(ValueError, match=r"generalized_cross_entropy: q must lie in \(0, 1\]"):
+        jaxloss.generalized_cross_entropy(S, Y, q=0.0)
+
+
+def np_poly1(s, y, epsilon=2.0, smoothing=0.0):
+    """optax's poly_loss_cross_entropy on optax.smooth_labels(one_hot(y), smoothing)."""
+    c = s.shape[-1]
+    t = (1 - smoothing) * np.eye(c)[y] + smoothing / c
+    log_p = log_softmax(s)
+    return -(t * log_p).sum(-1) + epsilon * (t * (1 - np.exp(log_p))).sum(-1)
+
+
+def test_poly1_cross_entropy_against_numpy():
+    s = f32(S)
+    for epsilon, smoothing in ((2.0, 0.0), (-1.0, 0.1), (0.5, 0.3)):
+        options = {"epsilon": epsilon, "label_smoothing": smoothing}
+        check_reductions(jaxloss.poly1_cross_entropy, (S, Y), np_poly1(s, Y, epsilon, smoothing), weights=WE, where=ME,
+              **options)
+        t = (1 - smoothing) * np.eye(5)[Y] + smoothing / 5
+        p = np.exp(log_softmax(s))
+        p_y = p[np.arange(6), Y][:, None]
+        onehot = np.eye(5)[Y]
+        g = (p - t) + epsilon * (1 - smoothing) * (-p_y * (onehot - p))
+        assert_close(grad_of(jaxloss.poly1_cross_entropy, (S, Y), **options), g, rtol=1e-5, atol=1e-6)
+    y_ign = np.where(np.arange(6) % 2 == 0, 7, Y).astype(np.int32)
+    out = jaxloss.poly1_cross_entropy(S, y_ign, ignore_index=7, reduction="none")
+    assert_close(out, np.where(y_ign == 7, 0.0, np_poly1(s, np.where(y_ign == 7, 0, y_ign))), rtol=2e-5)
+    with pytest.raises(ValueError, match=r"poly1_cross_entropy: epsilon must lie in \[-1, inf\)"):
+        jaxloss.poly1_cross_entropy(S, Y, epsilon=-2.0)
+
+
+def np_sparsemax(z):
+    zs = np.sort(z)[::-1]
+    k = np.arange(1, z.size + 1)
+    cs = np.cumsum(zs)
+    n = np.max(k[1 + k * zs > cs])
+    tau = (cs[n - 1] - 1) / n
+    return np.maximum(z - tau, 0.0)
+
+
+def np_multiclass_sparsemax(s, y):
+    out = []
+    for z, label in zip(s, y):
+        p = np_sparsemax(z)
+        out.append(p @ z - z[label] + 0.5 * (1 - p @ p))
+    return np.array(out)
+
+
+def test_multiclass_sparsemax_loss_against_numpy():
+    s = f32(S)
+    check_reductions(jaxloss.multiclass_sparsemax_loss, (S, Y), np_multiclass_sparsemax(s, Y), weights=WE, where=ME)
+    probs = np.stack([np_sparsemax(z) for z in s])
+    assert_close(grad_of(jaxloss.multiclass_sparsemax_loss, (S, Y)), probs - np.eye(5)[Y], rtol=1e-5, atol=1e-6)
+    assert_close(jaxloss.multiclass_sparsemax_loss(S.T, Y, axis=0, reduction="none"), np_multiclass_sparsemax(s, Y))
+
+
+def test_multiclass_sparsemax_loss_ties_and_masked_classes():
+    s = np.array([[1.0, 1.0, 0.0, -3.0],      # tied top scores
+                  [2.0, 2.0, 2.0, 2.0],       # all tied
+                  [1.0, 0.5, 0.5, -1.0],      # tie inside the support
+                  [1.0, 0.0, 0.0, -5.0],      # tie exactly at the edge of the support (tau = 0)
+                  [5.0, 0.0, -1.0, -2.0]],    # one-hot projection
+                 np.float32)
+    y = np.array([0, 2, 1, 1, 0], np.int32)
+    assert_close(jaxloss.multiclass_sparsemax_loss(s, y, reduction="none"), np_multiclass_sparsemax(f32(s), y))
+    g = grad_of(jaxloss.multiclass_sparsemax_loss, (s, y))
+    probs = np.stack([np_sparsemax(z) for z in f32(s)])
+    assert_close(g, probs - np.eye(4)[y], atol=1e-6)
+    assert float(jaxloss.multiclass_sparsemax_loss(s[4:], y[4:])) == 0.0
+    # a -inf score of another class is outside the support: equal to removing the class
+    masked = np.array([[1.0, 0.3, -np.inf, 0.1]], np.float32)
+    v, g = jax.value_and_grad(lambda z: jaxloss.multiclass_sparsemax_loss(z, jnp.array([1])))(jnp.asarray(masked))
+    assert_close(v, np_multiclass_sparsemax(f32(masked[:, [0, 1, 3]]), [1]))
+    assert np.all(np.isfinite(np.asarray(g)))
+
+
+def test_multiclass_perceptron_loss_against_numpy():
+    s = f32(S)
+    check_reductions(jaxloss.multiclass_perceptron_loss, (S, Y), s.max(-1) - s[np.arange(6), Y], weights=WE, where=ME)
+    g = grad_of(jaxloss.multiclass_perceptron_loss, (S, Y))
+    assert_close(g, np.eye(5)[s.argmax(-1)] - np.eye(5)[Y])
+    tied = grad_of(jaxloss.multiclass_perceptron_loss, (np.array([[1.0, 1.0, 0.0]], np.float32), np.array([2])))
+    assert_close(tied, [[0.5, 0.5, -1.0]])  # the max's gradient split between the tied classes
+
+
+def test_multiclass_losses_match_optax():
+    s, y = jnp.asarray(S), jnp.asarray(Y)
+    assert_close(jaxloss.multiclass_sparsemax_loss(s, y, reduction="none"),
+                 optax.losses.multiclass_sparsemax_loss(s, y), atol=1e-6)
+    assert_close(jaxloss.multiclass_perceptron_loss(s, y, reduction="none"),
+                 optax.losses.multiclass_perceptron_loss(s, y), atol=1e-6)
+    assert_close(jaxloss.poly1_cross_entropy(s, y, epsilon=1.5, reduction="none"),
+                 optax.losses.poly_loss_cross_entropy(s, jax.nn.one_hot(y, 5), epsilon=1.5), rtol=1e-5)
+

@@ -50,8 +50,8 @@ def test_multidevice_checks_pass_on_8_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     env["JAX_PLATFORMS"] = "cpu"
-    # this checkout's jaxloss, not an installed one (the script's directory is tests/)
-    env["PYTHONPATH"] = os.pathsep.join([str(SCRIPT.parents[1]), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # this checkout's jaxloss, not another installed copy
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT.parents[1]), env.get("PYTHONPATH")]))
     proc = subprocess.run(
         [sys.executable, str(SCRIPT)], env=env, cwd=SCRIPT.parents[1], capture_output=True, text=True, timeout=900
     )

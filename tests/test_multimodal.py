@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import assert_close, reduce_ref
+from _reference import assert_close, central_diff, reduce_ref
 
 import jaxloss
 
@@ -130,16 +130,6 @@ def test_siglip_worked_example_is_big_vision_mean_of_row_sums():
     assert_close(jaxloss.siglip_loss(a, a), expected, rtol=1e-6)
 
 
-def _central_diff(f, x, h=1e-6):
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[idx] = h
-        g[idx] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("name", ["clip", "siglip"])
 def test_gradients_against_numpy_differences(name):
     a, b, w, m = inputs(1)
@@ -162,11 +152,11 @@ def test_gradients_against_numpy_differences(name):
         grads = jax.grad(f, argnums=(0, 1, 2, 3))(jnp.asarray(a), jnp.asarray(b), jnp.float64(4.0),
                                                    jnp.float64(-2.0))
     ga, gb, gs, gbias = (np.asarray(g) for g in grads)
-    assert_close(ga, _central_diff(lambda x: np_mean(x, b, 4.0), a), rtol=1e-6, atol=1e-8)
-    assert_close(gb, _central_diff(lambda x: np_mean(a, x, 4.0), b), rtol=1e-6, atol=1e-8)
-    assert_close(gs, _central_diff(lambda s: np_mean(a, b, float(s)), np.array(4.0)), rtol=1e-6, atol=1e-8)
+    assert_close(ga, central_diff(lambda x: np_mean(x, b, 4.0), a), rtol=1e-6, atol=1e-8)
+    assert_close(gb, central_diff(lambda x: np_mean(a, x, 4.0), b), rtol=1e-6, atol=1e-8)
+    assert_close(gs, central_diff(lambda s: np_mean(a, b, float(s)), np.array(4.0)), rtol=1e-6, atol=1e-8)
     if extra:
-        assert_close(gbias, _central_diff(lambda t: np_mean(a, b, 4.0, float(t)), np.array(-2.0)), rtol=1e-6,
+        assert_close(gbias, central_diff(lambda t: np_mean(a, b, 4.0, float(t)), np.array(-2.0)), rtol=1e-6,
                      atol=1e-8)
     # masked examples: exactly zero gradient
     assert np.all(ga[~m] == 0) and np.all(gb[~m] == 0)
@@ -177,7 +167,7 @@ def test_label_smoothing_gradient():
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     with jax.enable_x64(True):
         g = jax.grad(lambda e: jaxloss.clip_loss(a, b, scale=3.0, label_smoothing=e))(jnp.float64(0.1))
-    expected = _central_diff(lambda e: np_clip(a, b, 3.0, float(e)).mean(), np.array(0.1))
+    expected = central_diff(lambda e: np_clip(a, b, 3.0, float(e)).mean(), np.array(0.1))
     assert_close(g, expected, rtol=1e-6, atol=1e-9)
 
 
@@ -253,6 +243,8 @@ def test_multidevice_clip_and_siglip_on_8_devices():
     env = dict(os.environ)
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # this checkout's jaxloss, not another installed copy
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SCRIPT.parents[1]), env.get("PYTHONPATH")]))
     proc = subprocess.run([sys.executable, str(SCRIPT)], env=env, cwd=SCRIPT.parents[1], capture_output=True,
                           text=True, timeout=600)
     report = proc.stdout + proc.stderr

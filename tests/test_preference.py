@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import REDUCTIONS, assert_close, reduce_ref
+from _reference import REDUCTIONS, assert_close, central_diff, reduce_ref
 
 import jaxloss
 
@@ -41,16 +41,10 @@ def _f32(*xs):
     return tuple(np.asarray(x, np.float32) for x in xs)
 
 
-def _num_grad(f, xs, i, h=1e-6):
-    """Central differences of a float64 NumPy function in input ``i``."""
+def _num_grad(f, xs, i):
+    """Central differences of a float64 NumPy function in input ``i`` (the others fixed)."""
     x = [np.array(a, np.float64) for a in xs]
-    g = np.zeros_like(x[i])
-    for idx in np.ndindex(x[i].shape):
-        up, dn = [a.copy() for a in x], [a.copy() for a in x]
-        up[i][idx] += h
-        dn[i][idx] -= h
-        g[idx] = (f(*up) - f(*dn)) / (2 * h)
-    return g
+    return central_diff(lambda v: f(*x[:i], v, *x[i + 1:]), x[i])
 
 
 RNG = np.random.default_rng(0)

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from _reference import assert_close
+from _reference import assert_close, central_diff
 
 import jaxloss
 
@@ -163,13 +163,7 @@ def test_gradients_against_finite_differences_of_the_reference(name):
     with jax.enable_x64(True):
         g = jax.grad(lambda x: fn(x, jnp.asarray(relevance), weights=jnp.asarray(weights), where=jnp.asarray(mask),
                                   **OPTIONS.get(name, {})))(jnp.asarray(scores))
-    h, numeric = 1e-6, np.zeros_like(scores)
-    for idx in np.ndindex(scores.shape):
-        up, down = scores.copy(), scores.copy()
-        up[idx] += h
-        down[idx] -= h
-        numeric[idx] = (reference(name, up, relevance, weights, mask)["mean"]
-                        - reference(name, down, relevance, weights, mask)["mean"]) / (2 * h)
+    numeric = central_diff(lambda s: reference(name, s, relevance, weights, mask)["mean"], scores)
     assert_close(g, numeric, rtol=1e-6, atol=1e-8)
     assert np.all(np.asarray(g)[~mask] == 0.0)
 

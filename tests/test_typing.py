@@ -1,7 +1,8 @@
 """A type checker run over user code sees every loss's signature and every loss class.
 
 ``jaxloss/__init__.pyi`` is generated (``python scripts/gen_stubs.py``); the
-first test keeps it in sync with the registry. The other two run mypy over
+first test keeps it in sync with the registry (in the quick loop: it renders
+the stub, no type checker runs). The other two run mypy (marked slow) over
 ``tests/typing/usage_ok.py`` (every line must pass) and
 ``tests/typing/usage_bad.py`` (exactly the lines marked ``# E:`` must be
 reported).
@@ -19,9 +20,6 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 TYPING = ROOT / "tests" / "typing"
-
-pytestmark = pytest.mark.slow
-
 
 def _gen_stubs():
     spec = importlib.util.spec_from_file_location("gen_stubs", ROOT / "scripts" / "gen_stubs.py")
@@ -44,10 +42,12 @@ def _mypy(path: pathlib.Path) -> list[str]:
     return [line for line in out.stdout.splitlines() if ": error:" in line]
 
 
+@pytest.mark.slow  # a mypy run
 def test_correct_usage_type_checks():
     assert _mypy(TYPING / "usage_ok.py") == []
 
 
+@pytest.mark.slow  # a mypy run
 def test_wrong_usage_is_reported_line_by_line():
     path = TYPING / "usage_bad.py"
     marked = {i for i, line in enumerate(path.read_text().splitlines(), 1) if "# E:" in line}
