@@ -486,27 +486,17 @@ def test_where_01_mask_other_values_are_an_error_under_value_checks():
 # Until the module split of design §18 lands these names still live in the module their
 # function reports; their tests are already in the file of the module the split moves them to.
 # Each entry applies only while that module does not exist (then it can be deleted).
-_MOVING_TO = {"distillation_loss": "distillation", "linear_distillation_loss": "distillation",
-              "sequence_logprobs": "logprobs", "linear_sequence_logprobs": "logprobs"}
-
-
 def _public_functions():
     """``(name, module)`` for every registered loss and every other public function of a
-    family module (its ``__all__``), ``module`` the short name of the module defining it."""
-    import importlib
+    family module, ``module`` the short name of the module whose ``__all__`` lists it."""
     import inspect
-    import pkgutil
 
-    found = {spec.name: spec.fn.__module__ for spec in REGISTRY.values()}
-    for info in pkgutil.iter_modules(jaxloss.__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"jaxloss.{info.name}")
-        for name in getattr(module, "__all__", ()):
-            obj = getattr(module, name)
-            if inspect.isfunction(obj):
-                found.setdefault(name, obj.__module__)
-    return sorted((name, where.rpartition(".")[2]) for name, where in found.items())
+    found = {spec.name: spec.family for spec in REGISTRY.values()}
+    for module in jaxloss._MODULES:
+        for name in module.__all__:
+            if inspect.isfunction(getattr(module, name)):
+                found.setdefault(name, module.__name__.rpartition(".")[2])
+    return sorted(found.items())
 
 
 def test_each_public_function_is_tested_in_its_module_s_test_file():
@@ -514,12 +504,8 @@ def test_each_public_function_is_tested_in_its_module_s_test_file():
     import re
 
     tests = pathlib.Path(__file__).resolve().parent
-    package = pathlib.Path(jaxloss.__file__).parent
     checked, missing = 0, []
     for name, module in _public_functions():
-        target = _MOVING_TO.get(name)
-        if target is not None and not any((package / f).exists() for f in (f"{target}.py", target)):
-            module = target
         path = tests / f"test_{module}.py"
         if not (path.is_file() and re.search(rf"\b{name}\b", path.read_text())):
             missing.append(f"{name} (jaxloss.{module}): not in tests/test_{module}.py")
