@@ -13,12 +13,14 @@ constant images are exact and finite). MS-SSIM follows pytorch-msssim's ``ms_ssi
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import lax
 
 from ._checks import POSITIVE, Static
 from ._core import Example, Layout, Role, builtin
 from ._numerics import abs0
+from ._sharding import explicit_spec
 
 __all__ = [
     "ssim_loss", "SSIMLoss",
@@ -55,14 +57,18 @@ def _gaussian(size, sigma, dtype):
 
 def _filter(x, g):
     """Separable 'valid' filtering of ``[..., H, W, C]`` by the 1-D window ``g`` along H and W
-    (two depthwise convolutions, each channel on its own)."""
+    (two depthwise convolutions, each channel on its own, channels-last). Only the leading
+    axes are merged (the first of them may be split over devices on an explicit mesh; a
+    reshape that merged a split axis into a minor position would not be allowed)."""
     lead, (h, w, c) = x.shape[:-3], x.shape[-3:]
-    flat = jnp.moveaxis(x.reshape((-1, h, w, c)), -1, 1).reshape((-1, 1, h, w))  # [M C, 1, H, W]
+    flat = x.reshape((-1, h, w, c)) if len(lead) != 1 else x  # [M, H, W, C]
     size = g.shape[0]
-    for kernel in (g.reshape(1, 1, size, 1), g.reshape(1, 1, 1, size)):
-        flat = lax.conv_general_dilated(flat, kernel.astype(flat.dtype), (1, 1), "VALID", precision=_HIGHEST)
-    h2, w2 = flat.shape[-2:]
-    return jnp.moveaxis(flat.reshape((-1, c, h2, w2)), 1, -1).reshape((*lead, h2, w2, c))
+    for kernel in (g.reshape(size, 1, 1, 1), g.reshape(1, size, 1, 1)):
+        kernel = jnp.broadcast_to(kernel.astype(flat.dtype), (*kernel.shape[:2], 1, c))  # HWIO, one per channel
+        flat = lax.conv_general_dilated(flat, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=c, precision=_HIGHEST)
+    h2, w2 = flat.shape[-3:-1]
+    return flat.reshape((*lead, h2, w2, c)) if len(lead) != 1 else flat
 
 
 def _ssim_maps(a, b, *, max_val, filter_size, filter_sigma, k1, k2):
@@ -72,7 +78,9 @@ def _ssim_maps(a, b, *, max_val, filter_size, filter_sigma, k1, k2):
     # E[x^2] - E[x]^2 then cancels far less in float32.
     level = lax.stop_gradient(0.5 * jnp.mean(a + b, axis=(-3, -2), keepdims=True))
     a0, b0 = a - level, b - level
-    m_a, m_b, e_aa, e_bb, e_ab = _filter(jnp.stack([a0, b0, a0 * a0, b0 * b0, a0 * b0]), g)  # one pass
+    # one pass, the five maps side by side along the channels (the batch stays the leading axis)
+    m_a, m_b, e_aa, e_bb, e_ab = jnp.split(
+        _filter(jnp.concatenate([a0, b0, a0 * a0, b0 * b0, a0 * b0], axis=-1), g), 5, axis=-1)
     tiny = jnp.finfo(a.dtype).eps ** 2
     s_aa = jnp.maximum(e_aa - m_a * m_a, tiny)
     s_bb = jnp.maximum(e_bb - m_b * m_b, tiny)
@@ -157,7 +165,10 @@ def _half(x):
     pad = [(0, 0)] * (x.ndim - 3) + [(h % 2, 0), (w % 2, 0), (0, 0)]
     x = jnp.pad(x, pad)
     lead, (h2, w2, c) = x.shape[:-3], x.shape[-3:]
-    return x.reshape(*lead, h2 // 2, 2, w2 // 2, 2, c).mean(axis=(-4, -2))
+    spec = explicit_spec(x)  # on an explicit mesh the leading (image) axes keep their split
+    out = None if spec is None else jax.sharding.PartitionSpec(
+        *(tuple(spec) + (None,) * x.ndim)[: len(lead)], *([None] * 5))
+    return jnp.reshape(x, (*lead, h2 // 2, 2, w2 // 2, 2, c), out_sharding=out).mean(axis=(-4, -2))
 
 
 def _power(x, p):

@@ -35,6 +35,7 @@ from jax import lax
 from ._checks import ANY, NONNEGATIVE, POSITIVE, POSITIVE_INT_OR_NONE, UNIT, Static
 from ._core import Example, Layout, Role, Unreduced, builtin
 from ._numerics import safe_div, safe_sqrt
+from ._sharding import explicit_spec, replicated, rows_like
 
 __all__ = [
     "vicreg_loss", "VICRegLoss",
@@ -65,8 +66,11 @@ def _psum(x, axis_name):
     return x if axis_name is None else lax.psum(x, axis_name)
 
 
-def _valid(where, n):
-    return jnp.ones((n,), bool) if where is None else where
+def _valid(where, n, like=None):
+    """``where``, or all ``n`` samples (split like ``like``'s rows on an explicit mesh)."""
+    if where is not None:
+        return where
+    return jnp.ones((n,), bool, out_sharding=None if like is None else rows_like(like, 1))
 
 
 def _off_diagonal_squares(c):
@@ -76,7 +80,10 @@ def _off_diagonal_squares(c):
 
 
 def _gram(x, y):
-    return jnp.matmul(x.T, y, precision=_HIGHEST)
+    # ``[D, D]`` from a contraction over the batch: on an explicit mesh with the batch
+    # split, the (small) result is replicated, a psum of each device's rows
+    out = None if explicit_spec(x) is None and explicit_spec(y) is None else jax.sharding.PartitionSpec()
+    return jnp.matmul(x.T, y, precision=_HIGHEST, out_sharding=out)
 
 
 def _validate_pair(name, z_a, z_b, *, axis_name=None, **_):
@@ -217,7 +224,8 @@ def barlow_twins_loss(z_a, z_b, *, lambda_param=5e-3, axis_name=None, where=None
     scale = lax.rsqrt(var + _BN_EPS)
     c = _psum(_gram(ca * scale, cb * scale), axis_name) / jnp.maximum(n, 1.0)
     total = jnp.sum((jnp.diagonal(c) - 1.0) ** 2) + lambda_param * _off_diagonal_squares(c)
-    return jnp.broadcast_to(total, (n_local,))
+    # split like the batch on an explicit mesh (a where mask [N] is), as on one device elsewhere
+    return jnp.broadcast_to(total, (n_local,), out_sharding=rows_like(z_a, 1))
 
 
 # ---------------------------------------------------------------------------
@@ -331,18 +339,22 @@ def koleo_loss(z, *, eps=1e-8, axis_name=None, where=None):
       -0.3466
     """
     n_local = z.shape[0]
-    valid = _valid(where, n_local)
+    valid = _valid(where, n_local, z)
     x = _unit(z, eps)
     if axis_name is None:
-        x_all, valid_all, offset = x, valid, 0
+        # the columns from a replicated copy: on an explicit mesh with the batch split,
+        # the [N, N] similarities are split by rows only (a no-op elsewhere)
+        x_all, valid_all, offset = replicated(x), replicated(valid), 0
     else:
         x_all, valid_all = lax.all_gather((x, valid), axis_name, tiled=True)
         offset = lax.axis_index(axis_name) * n_local
     sim = jnp.matmul(x, x_all.T, precision=_HIGHEST)
-    self_pair = jnp.arange(n_local)[:, None] + offset == jnp.arange(x_all.shape[0])[None, :]
+    shape, rows = (n_local, x_all.shape[0]), rows_like(x, 2)  # split by rows like sim on an explicit mesh
+    self_pair = (lax.broadcasted_iota(jnp.int32, shape, 0, out_sharding=rows) + offset
+                 == lax.broadcasted_iota(jnp.int32, shape, 1, out_sharding=rows))
     candidate = valid_all[None, :] & ~self_pair
     nearest = jnp.argmax(jnp.where(candidate, lax.stop_gradient(sim), -jnp.inf), axis=-1)
-    diff = x - x_all[nearest] + eps
+    diff = x - x_all.at[nearest].get(out_sharding=rows_like(x, 2)) + eps  # split by rows like x
     distance = safe_sqrt(jnp.sum(diff * diff, axis=-1))
     has = jnp.any(candidate, axis=-1) & valid
     loss = jnp.where(has, -jnp.log(distance + eps), 0.0)
@@ -565,7 +577,9 @@ def swav_loss(scores, *, temperature=0.1, epsilon=0.05, sinkhorn_iterations=3, h
     valid = _valid(where, batch)
     scores = jnp.where(valid[None, :, None], scores, 0.0)
     log_p = jax.nn.log_softmax(scores / temperature, axis=-1)
-    detached = lax.stop_gradient(scores)
+    # each view's codes take the whole view: on an explicit mesh the (static) view index
+    # cannot slice a split axis, so the scores are replicated first (a no-op elsewhere)
+    detached = replicated(lax.stop_gradient(scores))
     total = 0.0
     for i in range(high):
         q = _sinkhorn(detached[i], valid, epsilon, sinkhorn_iterations, axis_name)
