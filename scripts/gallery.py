@@ -269,7 +269,7 @@ def build(out_dir: Path, image_prefix: str = "gallery/", only: list[str] | None 
             spec = jaxloss.REGISTRY[name]
             summary = (spec.fn.__doc__ or "").strip().splitlines()[0] if spec.fn.__doc__ else ""
             md += [f"### {name}", "", summary, ""]
-            formula = first_formula(spec.fn.__doc__)
+            formula = first_formula(spec.fn.__wrapped_kernel__.__doc__)  # the source (reST) docstring
             if formula:
                 md += ["$$", formula, "$$", ""]
             hp = ", ".join(f"`{k}={v!r}`" for k, v in {**spec.hparams, **spec.static}.items())
