@@ -172,6 +172,9 @@ def _as_traced(hparams: dict, dtype: Any) -> dict:
 
 def make_public(kernel: Callable[..., Any], sig: Signature, layout: Layout, checks: Mapping[str, Interval],
                 validate: Callable[..., None] | None) -> Callable[..., Any]:
+    """The function users call for ``kernel``: binds any binding of the advertised
+    signature, runs every trace-time check, calls the one jitted program, and
+    carries the signature, the docstring (with the shared arguments) and the kernel."""
     compute = make_compute(kernel, sig, layout, checks)
 
     def public(*args: Any, **kwargs: Any) -> Any:

@@ -47,6 +47,8 @@ def did_you_mean(word: str, allowed: Sequence[str]) -> str:
 
 
 def unknown_keyword(owner: str, word: str, allowed: Sequence[str]) -> TypeError:
+    """The ``TypeError`` for a keyword ``owner`` does not take: the word, a "did you
+    mean", and the keywords it does take."""
     return TypeError(
         f"{owner}: unexpected keyword argument {word!r}{did_you_mean(word, allowed)} "
         f"(allowed: {', '.join(allowed)})"

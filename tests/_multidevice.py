@@ -1,5 +1,6 @@
 """The prelude of the multi-device scripts (tests/multidevice_check.py,
-tests/multidevice_contrastive.py): 8 host CPU devices, and the helpers both use.
+tests/multidevice_contrastive.py, tests/multidevice_heads.py, tests/multidevice_ssl.py):
+8 host CPU devices, and the helpers they use (the reporting ones from ``_report``).
 
 The device count is fixed when JAX starts, so a script imports this module
 before it imports jax::
@@ -16,9 +17,6 @@ from __future__ import annotations
 import math
 import os
 import pathlib
-import sys
-import time
-import traceback
 
 DEVICES = 8
 _FLAG = f"--xla_force_host_platform_device_count={DEVICES}"
@@ -28,39 +26,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from _report import FAILED, PASSED, check, close, finish  # noqa: E402,F401 -- re-exported for the scripts
 from jax.sharding import Mesh  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-FAILED: list[str] = []
-PASSED: list[str] = []
 
 assert jax.device_count() == DEVICES, (
     f"expected {DEVICES} host devices, got {jax.device_count()} (XLA_FLAGS={os.environ.get('XLA_FLAGS')})"
 )
-
-
-def check(name):
-    """Run the decorated function now as the check ``name``: one line per check,
-    ``ok`` with its time or ``FAIL`` with the traceback (every check runs)."""
-
-    def deco(fn):
-        t0 = time.perf_counter()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-            FAILED.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            PASSED.append(name)
-            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        return fn
-
-    return deco
-
-
-def close(a, b, what, rtol=2e-5, atol=2e-6):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
-                               err_msg=what)
 
 
 def mesh_of(shape, names):
@@ -68,7 +41,3 @@ def mesh_of(shape, names):
     return Mesh(np.array(jax.devices()[: math.prod(shape)]).reshape(shape), names)
 
 
-def finish(extra: str = "") -> None:
-    """Print the summary line (``N passed, M failed``) and exit 1 if a check failed."""
-    print(f"\n{len(PASSED)} passed, {len(FAILED)} failed{extra}")
-    sys.exit(1 if FAILED else 0)

@@ -27,17 +27,12 @@ any failed.
 
 from __future__ import annotations
 
-import os
+import functools
 import re
-import sys
-import time
-import traceback
 
-_FLAG = "--xla_force_host_platform_device_count=8"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import _multidevice as md  # first: 8 host devices before JAX starts
 
+# isort: split
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -46,32 +41,15 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import jaxloss  # noqa: E402
 
-FAILED: list[str] = []
-PASSED: list[str] = []
+check = md.check
+close = functools.partial(md.close, rtol=2e-5, atol=2e-5)
 
 
-def check(name):
-    def deco(fn):
-        t0 = time.perf_counter()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-            FAILED.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            PASSED.append(name)
-            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        return fn
-
-    return deco
 
 
-def close(a, b, what, rtol=2e-5, atol=2e-5):
-    np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
-                               err_msg=what)
 
 
-assert jax.device_count() == 8, f"expected 8 host devices, got {jax.device_count()}"
+
 ONE = jax.devices()[0]
 MESHES = {kind: jax.make_mesh((2, 4), ("data", "model"), axis_types=(kind, kind))
           for kind in (AxisType.Auto, AxisType.Explicit)}
@@ -284,5 +262,4 @@ def _fsdp():
     close(jax.tree.leaves(new_state)[1], jax.tree.leaves(want[1])[1], "optimizer state", rtol=1e-5, atol=1e-6)
 
 
-print(f"\n{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+md.finish()

@@ -17,16 +17,11 @@ Prints one line per check and exits 1 if any failed.
 
 from __future__ import annotations
 
-import os
-import sys
-import time
-import traceback
+import functools
 
-_FLAG = "--xla_force_host_platform_device_count=8"
-if _FLAG not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _FLAG).strip()
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import _multidevice as md  # first: 8 host devices before JAX starts
 
+# isort: split
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
@@ -35,30 +30,15 @@ from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import jaxloss  # noqa: E402
 
+check = md.check
+close = functools.partial(md.close, rtol=1e-9, atol=1e-11)
+
 jax.config.update("jax_enable_x64", True)
-assert jax.device_count() == 8, f"expected 8 host devices, got {jax.device_count()}"
 MESH = Mesh(np.array(jax.devices()), ("data",))
-FAILED: list[str] = []
-PASSED: list[str] = []
 
 
-def close(a, b, what):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-11, err_msg=what)
 
 
-def check(name):
-    def deco(fn):
-        t0 = time.perf_counter()
-        try:
-            fn()
-        except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-            FAILED.append(name)
-            print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-        else:
-            PASSED.append(name)
-            print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-        return fn
-    return deco
 
 
 rng = np.random.default_rng(0)
@@ -134,5 +114,4 @@ def _center():
     close(jax.jit(f)(t, c, WHERE), ref, "dino_center_update")
 
 
-print(f"\n{len(PASSED)} passed, {len(FAILED)} failed")
-sys.exit(1 if FAILED else 0)
+md.finish()

@@ -32,7 +32,6 @@ import socket
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -81,33 +80,18 @@ def worker(index: int, port: int, processes: int) -> int:  # noqa: C901 -- one s
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"127.0.0.1:{port}", processes, index)
 
+    import _report
     import jax.numpy as jnp
     import numpy as np
     import optax
+    from _report import check
     from jax.sharding import Mesh, NamedSharding
     from jax.sharding import PartitionSpec as P
 
     import jaxloss
 
-    failed, passed = [], []
-
-    def check(name):
-        def deco(fn):
-            t0 = time.perf_counter()
-            try:
-                fn()
-            except Exception:  # noqa: BLE001 -- report every failure, then exit 1
-                failed.append(name)
-                print(f"FAIL {name}\n{traceback.format_exc()}", flush=True)
-            else:
-                passed.append(name)
-                print(f"ok   {name} ({time.perf_counter() - t0:.1f} s)", flush=True)
-            return fn
-        return deco
-
     def close(a, b, what, rtol=2e-5, atol=2e-5):
-        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=rtol, atol=atol,
-                                   err_msg=what)
+        _report.close(a, b, what, rtol=rtol, atol=atol)
 
     assert jax.process_count() == processes and jax.local_device_count() == LOCAL_DEVICES, (
         jax.process_count(), jax.local_device_count())
@@ -306,9 +290,9 @@ def worker(index: int, port: int, processes: int) -> int:  # noqa: C901 -- one s
                 bad.append(f"{name}: {str(e).splitlines()[1] if len(str(e).splitlines()) > 1 else e}")
         assert not bad, "\n".join(bad)
 
-    print(f"\nprocess {index}: {len(passed)} passed, {len(failed)} failed", flush=True)
+    print(f"\nprocess {index}: {len(_report.PASSED)} passed, {len(_report.FAILED)} failed", flush=True)
     jax.distributed.shutdown()
-    return 1 if failed else 0
+    return 1 if _report.FAILED else 0
 
 
 if __name__ == "__main__":
