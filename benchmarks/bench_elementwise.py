@@ -30,9 +30,10 @@ def comparison(spec):
     """``(label, mean-loss function)`` that ``spec`` is compared with (its registry
     entry's ``example.compare``: optax's function, or a plain formulation where
     optax has none), or None for a loss that is not elementwise or has none."""
-    if spec.example.compare is None or spec.layout != jaxloss.Layout(inputs=spec.layout.inputs):
-        return None
-    if any(r.shape != "shared" for r in spec.layout.inputs.values()):
+    layout = spec.layout
+    elementwise = layout.axis is None and layout.where == "inputs" and all(
+        layout.role(n).shape == "shared" for n in spec.inputs)
+    if spec.example.compare is None or not elementwise:
         return None
     compare = spec.example.compare
     return ("optax" if spec.example.optax else compare.__doc__ or compare.__name__), compare

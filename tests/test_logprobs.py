@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import assert_close
+from _reference import assert_close, central_diff
 
 import jaxloss
 
@@ -142,15 +142,6 @@ def np_objective(z, y, temp, g_lp, g_h):
     return float((g_lp * lp).sum() + (g_h * ent).sum())
 
 
-def num_grad(f, x, h=1e-6):
-    x = np.array(x, np.float64)
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        up, dn = x.copy(), x.copy()
-        up[idx] += h
-        dn[idx] -= h
-        g[idx] = (f(up) - f(dn)) / (2 * h)
-    return g
 
 
 TOK_RNG = np.random.default_rng(0)
@@ -184,7 +175,7 @@ def test_token_logprobs_values_and_gradients_against_numpy(temp):
     f = _objective(lambda z, t: jaxloss.token_logprobs(z, TOK_LABELS, temperature=t, return_entropy=True))
     gz, gt = jax.grad(f, argnums=(0, 1))(z32, jnp.float32(temp))
     assert_close(
-        gz, num_grad(lambda z: np_objective(z, TOK_LABELS, temp, TOK_G_LP, TOK_G_H), Z64), rtol=1e-3, atol=1e-5
+        gz, central_diff(lambda z: np_objective(z, TOK_LABELS, temp, TOK_G_LP, TOK_G_H), Z64), rtol=1e-3, atol=1e-5
     )
     num_t = np_objective(Z64, TOK_LABELS, temp + 1e-6, TOK_G_LP, TOK_G_H) - np_objective(
         Z64, TOK_LABELS, temp - 1e-6, TOK_G_LP, TOK_G_H
@@ -221,7 +212,7 @@ def test_linear_token_logprobs_equals_materialised_in_value_and_gradients(chunk)
             assert_close(a, b, rtol=1e-4, atol=1e-5)
     # and against float64 central differences of NumPy in hidden
     gh = jax.grad(_objective(streamed))(*args)
-    num = num_grad(
+    num = central_diff(
         lambda h: np_objective(np.einsum("btd,vd->btv", h, W64), TOK_LABELS, TOK_TEMP, TOK_G_LP, TOK_G_H), H64
     )
     assert_close(gh, num, rtol=1e-3, atol=1e-5)
@@ -339,7 +330,7 @@ def test_sequence_logprobs_temperature():
         ),
         argnums=(0, 1),
     )(TOK_HIDDEN, jnp.float32(TOK_TEMP))
-    assert_close(gh, num_grad(lambda h: np_sum(h, TOK_TEMP), H64), rtol=1e-3, atol=1e-5)
+    assert_close(gh, central_diff(lambda h: np_sum(h, TOK_TEMP), H64), rtol=1e-3, atol=1e-5)
     assert_close(gt, (np_sum(H64, TOK_TEMP + 1e-6) - np_sum(H64, TOK_TEMP - 1e-6)) / 2e-6, rtol=1e-3, atol=1e-5)
     # TOK_T = 1 is today's program
     assert_close(

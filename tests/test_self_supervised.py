@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from _reference import assert_close, reduce_ref
+from _reference import assert_close, central_diff, reduce_ref
 
 import jaxloss
 
@@ -110,14 +110,6 @@ def np_swav(scores, temperature=0.1, iterations=3, epsilon=0.05, high=None, code
     return total / high
 
 
-def central_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        up, dn = x.copy(), x.copy()
-        up[idx] += h
-        dn[idx] -= h
-        g[idx] = (f(up) - f(dn)) / (2 * h)
-    return g
 
 
 RNG = np.random.default_rng(0)
@@ -214,15 +206,15 @@ def test_gradients_match_central_differences():
                         (jaxloss.koleo_loss, lambda x: np_koleo(x).mean())):
             args = (jnp.asarray(b),) if fn is not jaxloss.koleo_loss else ()
             g = jax.grad(lambda x, fn=fn, args=args: fn(x, *args))(jnp.asarray(a))
-            assert_close(g, central_grad(ref, a.copy()), rtol=1e-5, atol=1e-7)
+            assert_close(g, central_diff(ref, a.copy()), rtol=1e-5, atol=1e-7)
         s, t, c = RNG.normal(size=(3, 4, 5)), RNG.normal(size=(2, 4, 5)), RNG.normal(size=5) * 0.1
         g = jax.grad(lambda x: jaxloss.dino_loss(x, jnp.asarray(t), jnp.asarray(c)))(jnp.asarray(s))
-        assert_close(g, central_grad(lambda x: np_dino(x, t, c).mean(), s.copy()), rtol=1e-5, atol=1e-7)
+        assert_close(g, central_diff(lambda x: np_dino(x, t, c).mean(), s.copy()), rtol=1e-5, atol=1e-7)
         # SwAV's codes are under stop-gradient: the derivative with the codes held fixed
         scores = np.tanh(RNG.normal(size=(3, 4, 5)))
         codes = [np_sinkhorn(scores[i]) for i in range(3)]
         g = jax.grad(lambda x: jaxloss.swav_loss(x))(jnp.asarray(scores))
-        assert_close(g, central_grad(lambda x: np_swav(x, codes=codes).mean(), scores.copy()), rtol=1e-5, atol=1e-7)
+        assert_close(g, central_diff(lambda x: np_swav(x, codes=codes).mean(), scores.copy()), rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------------------
